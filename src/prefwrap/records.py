@@ -42,7 +42,8 @@ class Segment:
         segment_id: Unique id within a run (stable across resumes).
         observations: Reward-model inputs, shape ``(H, *obs_shape)``; flattened float32 features for
             vector/Dict/Tuple observations, uint8 images for image observations.
-        actions: Actions as the env received them, shape ``(H, *action_shape)``.
+        actions: Action features (Box actions flattened and clipped, discrete ones one-hot),
+            shape ``(H, action_dim)``, float32.
         true_rewards: The environment's reward, shape ``(H,)``, float32.
         length: Number of valid steps; steps ``length:`` are padding (an episode shorter than ``H``).
         frames: Optional rendered frames for human labelers, shape ``(H, height, width, 3)``, uint8.

@@ -1,0 +1,162 @@
+"""PreferenceCallback: plugs preference learning into any SB3 algorithm's ``learn()``."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, unwrap_vec_normalize
+
+from prefwrap.learner import PreferenceLearner
+from prefwrap.oracles.base import Oracle
+from prefwrap.relabel import relabel_replay_buffer, relabel_rollout_buffer, rollout_rewards
+from prefwrap.store import PreferenceStore
+from prefwrap.wrapper import PreferenceRewardWrapper
+
+
+class PreferenceCallback(BaseCallback):
+    """Queries an oracle on a label schedule and refits the learned reward while SB3 trains.
+
+    At each rollout end it asks for the labels due (see :class:`~prefwrap.schedule.DecayingSchedule`),
+    writes every answer to the store, refits the reward ensemble when new labels arrived and then
+    relabels stored rewards: the whole replay buffer for off-policy algorithms (SAC, TD3, DQN), the
+    rollout just collected for on-policy ones (PPO, A2C, TRPO). Metrics go to the SB3 logger under
+    ``pref/``.
+
+    Args:
+        env: The :class:`PreferenceRewardWrapper` the model trains on (or a VecEnv stack holding it).
+        oracle: Who answers queries: :class:`SyntheticOracle`, ``FileOracle``, ``HumanOracle`` or your own.
+        total_labels: Label budget of the run.
+        store: Path of the durable preference store (sqlite; resumed if it exists), a
+            :class:`PreferenceStore`, or ``None`` for an in-memory store.
+        relabel: Relabel buffers after each refit (off-policy algorithms cannot learn without it).
+        verbose: 1 prints a line per refit.
+        **learner_kwargs: Passed to :class:`~prefwrap.learner.PreferenceLearner` (schedule, selection,
+            query_batch_size, fit_epochs, seed, ...).
+
+    Example:
+        >>> from stable_baselines3 import PPO
+        >>> from stable_baselines3.common.env_util import make_vec_env
+        >>> from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+        >>> venv = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=2))
+        >>> callback = PreferenceCallback(venv, oracle=SyntheticOracle(), total_labels=20, min_segments=8)
+        >>> _ = PPO("MlpPolicy", venv, n_steps=256).learn(1024, callback=callback)
+        >>> callback.learner.n_labels > 0
+        True
+    """
+
+    def __init__(
+        self,
+        env: PreferenceRewardWrapper | VecEnv,
+        oracle: Oracle,
+        total_labels: int = 700,
+        *,
+        store: PreferenceStore | str | os.PathLike | None = None,
+        relabel: bool = True,
+        verbose: int = 0,
+        **learner_kwargs: Any,
+    ) -> None:
+        super().__init__(verbose)
+        self.wrapper = find_preference_wrapper(env)
+        self.learner = PreferenceLearner(self.wrapper, oracle, total_labels, store=store, **learner_kwargs)
+        self.relabel = relabel
+        self._total_timesteps = 0
+
+    def _init_callback(self) -> None:
+        try:
+            found = find_preference_wrapper(self.model.get_env())
+        except TypeError as error:
+            raise TypeError(
+                "the model's env has no PreferenceRewardWrapper: build the model on the wrapped env, "
+                "e.g. venv = PreferenceRewardWrapper(make_vec_env(...)); PPO('MlpPolicy', venv)"
+            ) from error
+        if found is not self.wrapper:
+            raise ValueError(
+                "PreferenceCallback was given a different PreferenceRewardWrapper than the one the model "
+                "trains on: pass the same wrapped env to the model and to the callback."
+            )
+
+    def _on_training_start(self) -> None:
+        self._total_timesteps = int(self.model._total_timesteps)
+        expected_segments = self._total_timesteps / self.wrapper.segment_length
+        if self.learner.total_labels > expected_segments:
+            raise ValueError(
+                f"total_labels={self.learner.total_labels} is more than the ~{math.floor(expected_segments)} "
+                f"segments a {self._total_timesteps}-step run records ({self.wrapper.segment_length} steps "
+                "each): lower total_labels or train for more steps."
+            )
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        round_ = self.learner.collect_labels(self.num_timesteps, self._total_timesteps)
+        if round_.new_training_labels > 0:
+            self._refit()
+        self._log(round_.mean_disagreement)
+
+    def _refit(self) -> None:
+        on_policy = isinstance(self.model, OnPolicyAlgorithm) and self._can_relabel_rollout()
+        previous = (
+            rollout_rewards(self.model.rollout_buffer, self.wrapper.learned_reward) if on_policy else None
+        )
+        report = self.learner.refit()
+        if report is None or not self.relabel:
+            return
+        if isinstance(self.model, OffPolicyAlgorithm):
+            relabel_replay_buffer(self.model.replay_buffer, self.wrapper.learned_reward, self.model.policy)
+        elif previous is not None:
+            relabel_rollout_buffer(
+                self.model.rollout_buffer,
+                self.wrapper.learned_reward,
+                previous,
+                self.locals["values"],
+                self.locals["dones"],
+            )
+        if self.verbose >= 1:
+            print(
+                f"[prefwrap] step {self.num_timesteps}: {self.learner.n_labels} labels, "
+                f"val acc {report.validation_accuracy:.3f}, refit {report.seconds:.2f}s"
+            )
+
+    def _can_relabel_rollout(self) -> bool:
+        """Rollout observations are the wrapper's own unless a VecNormalize (or similar) sits above it."""
+        return (
+            self.relabel
+            and unwrap_vec_normalize(self.model.get_env()) is None
+            and "values" in self.locals
+            and "dones" in self.locals
+        )
+
+    def _log(self, disagreement: float) -> None:
+        self.learner.log_to(self.logger.record)
+        if not np.isnan(disagreement):
+            self.logger.record("pref/disagreement", disagreement)
+        if self.wrapper.episode_true_returns:
+            self.logger.record("pref/true_ep_return", float(np.mean(self.wrapper.episode_true_returns)))
+            self.logger.record("pref/learned_ep_return", float(np.mean(self.wrapper.episode_learned_returns)))
+
+
+def find_preference_wrapper(env: Any) -> PreferenceRewardWrapper:
+    """Find the PreferenceRewardWrapper in a VecEnv stack (or inside a DummyVecEnv's single env)."""
+    current = env
+    while current is not None:
+        if isinstance(current, PreferenceRewardWrapper):
+            return current
+        if isinstance(current, DummyVecEnv) and len(current.envs) == 1:
+            inner = current.envs[0]
+            while inner is not None:
+                if isinstance(inner, PreferenceRewardWrapper):
+                    return inner
+                inner = getattr(inner, "env", None)
+            break
+        current = current.venv if isinstance(current, VecEnvWrapper) else None
+    raise TypeError(
+        f"no PreferenceRewardWrapper found in {type(env).__name__}: wrap the env first, "
+        "venv = PreferenceRewardWrapper(make_vec_env(...)), and pass venv to the model and the callback."
+    )

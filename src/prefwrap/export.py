@@ -1,0 +1,263 @@
+"""Export queries as side-by-side clips for an external annotation tool, and import its answers.
+
+:func:`export_queries` writes one clip per query (left segment | right segment), a
+``manifest.jsonl`` describing them and a template ``labels.jsonl``; the annotation tool fills in
+``labels.jsonl`` (schema in ``docs/oracles-file.md``), which :func:`import_labels` reads back, or
+which a :class:`~prefwrap.oracles.file.FileOracle` answers from while training runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import imageio.v2 as imageio
+import imageio.v3 as iio
+import numpy as np
+
+from prefwrap.oracles.file import LabelFileError, check_answers, read_label_file
+from prefwrap.records import Label, Preference, Query, Segment
+
+MANIFEST_NAME = "manifest.jsonl"
+LABELS_NAME = "labels.jsonl"
+SEPARATOR_WIDTH = 2  # pixels before scaling
+SEPARATOR_VALUE = 255  # a white bar between the two halves
+
+
+def export_queries(
+    queries: Sequence[Query],
+    out_dir: str | Path,
+    *,
+    fps: float = 20,
+    fmt: Literal["mp4", "gif"] = "mp4",
+    scale: int = 1,
+) -> Path:
+    """Write one side-by-side clip per query, a manifest, and a template labels file.
+
+    Each clip shows the left segment's frames, a thin white separator, then the right segment's,
+    over the valid steps only (``segment.length``); the shorter side loops to the longer length.
+    Frames come from ``segment.frames`` or, failing that, from uint8 image observations. The
+    manifest gets one JSON line per query: ``query_id``, ``left_id``, ``right_id``, ``clip`` (file
+    name), ``fps``, ``n_frames``, ``left_length``, ``right_length``. ``labels.jsonl`` is created
+    with commented instructions only if it does not exist yet, so answers are never overwritten.
+    True rewards are never exported.
+
+    Args:
+        queries: Queries to export; their ``query_id`` must be unique.
+        out_dir: Directory to write into (created if needed).
+        fps: Playback frame rate.
+        fmt: ``"mp4"`` (H.264 through imageio-ffmpeg) or ``"gif"`` (looping).
+        scale: Integer nearest-neighbour upscaling factor for small renders.
+
+    Returns:
+        The path of ``manifest.jsonl``.
+
+    Raises:
+        ValueError: A segment has neither frames nor image observations, or an argument is invalid.
+
+    Example:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from prefwrap.records import Query, Segment
+        >>> def seg(i):
+        ...     frames = np.full((4, 16, 16, 3), 40 * i, dtype=np.uint8)
+        ...     return Segment(i, np.zeros((4, 2)), np.zeros((4, 1)), np.zeros(4), 4, frames=frames)
+        >>> manifest = export_queries([Query(0, seg(1), seg(2))], tempfile.mkdtemp(), fmt="gif")
+        >>> sorted(p.name for p in manifest.parent.iterdir())
+        ['labels.jsonl', 'manifest.jsonl', 'query_000000.gif']
+    """
+    if fmt not in ("mp4", "gif"):
+        raise ValueError(f"fmt must be 'mp4' or 'gif', got {fmt!r}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be an integer >= 1, got {scale}")
+    ids = [q.query_id for q in queries]
+    if len(set(ids)) != len(ids):
+        raise ValueError(
+            f"query ids must be unique, got duplicates {sorted({i for i in ids if ids.count(i) > 1})}"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for query in queries:
+        left = segment_frames(query.left, query_id=query.query_id)
+        right = segment_frames(query.right, query_id=query.query_id)
+        clip = side_by_side(left, right, scale=int(scale))
+        name = f"query_{query.query_id:06d}.{fmt}"
+        _write_clip(out_dir / name, clip, fps=fps, fmt=fmt)
+        entries.append(
+            {
+                "query_id": query.query_id,
+                "left_id": query.left.segment_id,
+                "right_id": query.right.segment_id,
+                "clip": name,
+                "fps": fps,
+                "n_frames": len(clip),
+                "left_length": len(left),
+                "right_length": len(right),
+            }
+        )
+    manifest = out_dir / MANIFEST_NAME
+    manifest.write_text("".join(json.dumps(entry) + "\n" for entry in entries), encoding="utf-8")
+    labels = out_dir / LABELS_NAME
+    if not labels.exists():
+        labels.write_text(_labels_template(entries), encoding="utf-8")
+    return manifest
+
+
+def import_labels(
+    path: str | Path, queries: Sequence[Query], *, allow_unknown: bool = False
+) -> dict[int, Preference]:
+    """Read an answers file for exported queries, validated as :class:`FileOracle` does.
+
+    Args:
+        path: A ``.jsonl`` or ``.csv`` labels file (schema in ``docs/oracles-file.md``).
+        queries: The queries that were exported; answers must match their segment ids.
+        allow_unknown: Ignore answers to query ids not in ``queries`` instead of reporting them.
+
+    Returns:
+        The answered queries' preferences by query id, in ``queries`` order; unanswered ones are absent.
+
+    Raises:
+        LabelFileError: Listing every problem in the file (nothing is imported then).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> import numpy as np
+        >>> from prefwrap.records import Query, Segment
+        >>> seg = lambda i: Segment(i, np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(2), 2)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "labels.csv"
+        >>> _ = path.write_text("query_id,label\\n3,Equal\\n")
+        >>> import_labels(path, [Query(3, seg(0), seg(1)), Query(4, seg(2), seg(3))])
+        {3: <Preference.EQUAL: 'equal'>}
+    """
+    return {
+        label.query_id: label.preference
+        for label in import_label_records(path, queries, allow_unknown=allow_unknown)
+    }
+
+
+def import_label_records(
+    path: str | Path, queries: Sequence[Query], *, labeler: str = "file", allow_unknown: bool = False
+) -> list[Label]:
+    """Like :func:`import_labels`, but return full :class:`~prefwrap.records.Label` records.
+
+    A line's ``labeler`` field wins over ``labeler``; ``created_at`` is the import time.
+    """
+    answers, problems = read_label_file(path)
+    known = None if allow_unknown else {q.query_id for q in queries}
+    problems += check_answers(path, answers, queries, known_ids=known)
+    if problems:
+        raise LabelFileError(sorted(problems, key=lambda p: p.line))
+    now = time.time()
+    return [
+        Label(
+            query_id=q.query_id,
+            left_id=q.left.segment_id,
+            right_id=q.right.segment_id,
+            preference=answers[q.query_id].preference,
+            labeler=answers[q.query_id].labeler or labeler,
+            created_at=now,
+        )
+        for q in queries
+        if q.query_id in answers
+    ]
+
+
+def segment_frames(segment: Segment, *, query_id: int | None = None) -> np.ndarray:
+    """RGB frames of a segment's valid steps, shape ``(length, height, width, 3)``, uint8.
+
+    Uses ``segment.frames`` when recorded, else uint8 image observations of shape
+    ``(H, h, w)``, ``(H, h, w, c)`` or ``(H, c, h, w)``; with ``c`` not 1 or 3 (stacked frames), the
+    newest frame is shown: the last 3 channels if ``c`` is a multiple of 3, else the last channel.
+
+    Raises:
+        ValueError: The segment has no frames and its observations are not images.
+    """
+    n = max(int(segment.length), 1)
+    where = f"segment {segment.segment_id}" + (f" of query {query_id}" if query_id is not None else "")
+    if segment.frames is not None:
+        frames = np.asarray(segment.frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(
+                f"{where}: frames must be uint8 of shape (H, height, width, 3), "
+                f"got {frames.dtype} {frames.shape}"
+            )
+        return frames[:n]
+    obs = np.asarray(segment.observations)
+    if obs.dtype != np.uint8 or obs.ndim not in (3, 4):
+        raise ValueError(
+            f"{where} has no frames and its observations ({obs.dtype} {obs.shape}) are not images; "
+            "record frames with PreferenceRewardWrapper(..., record_frames=True); only the newest "
+            "frame_capacity segments keep theirs, so export queries soon after they are made"
+        )
+    obs = obs[:n]
+    if obs.ndim == 3:
+        obs = obs[..., None]  # grayscale (H, h, w)
+    elif obs.shape[1] < obs.shape[3]:
+        obs = obs.transpose(0, 2, 3, 1)  # channel-first (H, c, h, w), as VecTransposeImage makes
+    c = obs.shape[-1]
+    obs = obs[..., -3:] if c % 3 == 0 else obs[..., -1:]
+    return np.ascontiguousarray(np.broadcast_to(obs, (*obs.shape[:3], 3)))
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, *, scale: int = 1) -> np.ndarray:
+    """Join two frame sequences as ``left | separator | right``, looping the shorter one.
+
+    Args:
+        left: Frames ``(n_left, h1, w1, 3)``, uint8.
+        right: Frames ``(n_right, h2, w2, 3)``, uint8.
+        scale: Integer nearest-neighbour upscaling factor.
+
+    Returns:
+        Frames ``(max(n_left, n_right), max(h1, h2) * scale, (w1 + 2 + w2) * scale, 3)``, uint8; the
+        lower of the two is padded with black at the bottom.
+    """
+    n = max(len(left), len(right))
+    height = max(left.shape[1], right.shape[1])
+    width = left.shape[2] + SEPARATOR_WIDTH + right.shape[2]
+    out = np.zeros((n, height, width, 3), dtype=np.uint8)
+    out[:, : left.shape[1], : left.shape[2]] = left[np.arange(n) % len(left)]
+    out[:, :, left.shape[2] : left.shape[2] + SEPARATOR_WIDTH] = SEPARATOR_VALUE
+    out[:, : right.shape[1], width - right.shape[2] :] = right[np.arange(n) % len(right)]
+    if scale > 1:
+        out = out.repeat(scale, axis=1).repeat(scale, axis=2)
+    return out
+
+
+def _write_clip(path: Path, clip: np.ndarray, *, fps: float, fmt: str) -> None:
+    if fmt == "gif":
+        iio.imwrite(path, clip, extension=".gif", duration=1000.0 / fps, loop=0)
+        return
+    # H.264 with yuv420p needs even sizes: pad with black rather than let ffmpeg resize.
+    pad_h, pad_w = clip.shape[1] % 2, clip.shape[2] % 2
+    if pad_h or pad_w:
+        clip = np.pad(clip, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+    with imageio.get_writer(
+        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2
+    ) as writer:
+        for frame in clip:
+            writer.append_data(frame)
+
+
+def _labels_template(entries: list[dict]) -> str:
+    first = entries[0] if entries else {"query_id": 0, "left_id": 0, "right_id": 1}
+    example = {
+        "query_id": first["query_id"],
+        "label": "left",
+        "left_id": first["left_id"],
+        "right_id": first["right_id"],
+        "labeler": "alice",
+    }
+    return (
+        "# prefwrap labels: one JSON object per line answering a clip listed in manifest.jsonl.\n"
+        '# Required: "query_id" (int) and "label": "left", "right", "equal" or "skip"\n'
+        "#   (left = the left half of the clip is better; skip = cannot tell).\n"
+        '# Optional: "left_id" and "right_id" copied from the manifest (checked against the query),\n'
+        '#   "labeler" (who answered). Lines starting with # are ignored. For example:\n'
+        f"# {json.dumps(example)}\n"
+    )

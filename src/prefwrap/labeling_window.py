@@ -1,0 +1,381 @@
+"""The pygame window a human labels in: two clips side by side, looping in sync, read by keys.
+
+:class:`LabelingWindow` knows nothing about training or stores; :mod:`prefwrap.oracles.human` drives
+it. pygame is imported only when a window is created, so ``import prefwrap`` works without it.
+
+Keys: left arrow = LEFT is better, right arrow = RIGHT, up or space = EQUAL, down = SKIP (can't
+tell), ``r`` = replay both clips from the start, Esc or closing the window = pause.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prefwrap.records import Preference, Query, Segment
+
+if TYPE_CHECKING:
+    import pygame
+
+MIN_CLIP_WIDTH = 400
+"""Small frames are scaled up by an integer factor until each clip is at least this wide (px)."""
+
+POLL_HZ = 60
+"""How often the window polls keys; a key press is seen at most ``1 / POLL_HZ`` s late."""
+
+_MARGIN = 20
+_HEADER_H = 76
+_TAG_H = 34
+_BAR_H = 8
+_FOOTER_H = 92
+_MIN_WINDOW_W = 900
+
+_BACKGROUND = (28, 28, 32)
+_TEXT = (235, 235, 235)
+_DIM_TEXT = (160, 160, 170)
+_LEFT_COLOUR = (52, 120, 230)
+_RIGHT_COLOUR = (230, 120, 40)
+_KEYCAP = (70, 70, 80)
+
+_ANSWER_TEXT = {
+    Preference.LEFT: "LEFT is better",
+    Preference.RIGHT: "RIGHT is better",
+    Preference.EQUAL: "EQUAL",
+    Preference.SKIP: "SKIP (can't tell)",
+}
+
+_MISSING_FRAMES_HINT = (
+    "a human labeler has to see the clips: record rendered frames with "
+    "PreferenceRewardWrapper(..., record_frames=True) on an env created with render_mode='rgb_array'"
+)
+
+
+def import_pygame() -> Any:
+    """Import pygame, or fail with the pip extra that installs it."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        import pygame
+    except ImportError as err:
+        raise ImportError(
+            'Human labeling needs pygame, which is not installed: pip install "prefwrap[human]"'
+        ) from err
+    return pygame
+
+
+def clip_frames(segment: Segment) -> np.ndarray:
+    """Return the images a human sees for ``segment``, padding steps dropped.
+
+    Uses ``segment.frames`` when recorded, else uint8 image observations (channel-last or
+    channel-first); grayscale and stacked frames show their last channel (the newest frame), a
+    stack of RGB frames (channels a multiple of 3) its last RGB frame.
+
+    Args:
+        segment: The segment to show.
+
+    Returns:
+        RGB frames, shape ``(length, height, width, 3)``, uint8.
+
+    Raises:
+        ValueError: If the segment has neither frames nor image observations, or is empty.
+    """
+    if segment.length < 1:
+        raise ValueError(f"Segment {segment.segment_id} has length {segment.length}; nothing to show.")
+    if segment.frames is not None:
+        frames = np.asarray(segment.frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] not in (3, 4):
+            raise ValueError(
+                f"Segment {segment.segment_id} frames must be uint8 of shape (H, height, width, 3), "
+                f"got {frames.dtype} {frames.shape}."
+            )
+        return frames[: segment.length, :, :, :3]
+    obs = np.asarray(segment.observations)
+    if obs.dtype != np.uint8 or obs.ndim not in (3, 4):
+        raise ValueError(
+            f"Segment {segment.segment_id} has no frames and its observations are not images "
+            f"({obs.dtype} {obs.shape}); {_MISSING_FRAMES_HINT}."
+        )
+    obs = obs[: segment.length]
+    if obs.ndim == 3:  # (T, h, w) grayscale
+        return np.repeat(obs[..., None], 3, axis=-1)
+    a, b, c = obs.shape[1:]
+    if a < min(b, c):  # channel-first (T, c, h, w), as after VecTransposeImage
+        obs = obs.transpose(0, 2, 3, 1)
+    n_channels = obs.shape[-1]
+    if n_channels % 3 == 0:
+        return np.ascontiguousarray(obs[..., -3:])
+    return np.repeat(obs[..., -1:], 3, axis=-1)
+
+
+class LabelingWindow:
+    """A pygame window that shows a query's two clips side by side and returns the labeler's answer.
+
+    The window opens on the first :meth:`ask` and is sized to the clips: frames are scaled up by an
+    integer factor so that each clip is at least :data:`MIN_CLIP_WIDTH` px wide, unless ``scale``
+    or ``window_size`` say otherwise. Both clips loop in sync at ``fps``; a shorter clip holds its
+    last frame until the longer one restarts.
+
+    Args:
+        fps: Playback speed in frames per second.
+        scale: Integer magnification of the frames; ``None`` picks one from the frame size.
+        window_size: ``(width, height)`` in px; the clips are scaled (not necessarily by an integer)
+            to fit. ``None`` sizes the window to the clips.
+        title: Window caption.
+        event_source: Returns the pending pygame events; defaults to ``pygame.event.get``. Tests and
+            scripted sessions may replace it.
+        clock: Monotonic time in seconds; playback position is computed from it.
+        on_frame: Called with the window after every loop iteration (after drawing), e.g. to post
+            events in a test or to save a screenshot.
+
+    Example:
+        >>> window = LabelingWindow(fps=20)  # doctest: +SKIP
+        >>> window.ask(query, progress="0 / 1 labeled")  # doctest: +SKIP
+        <Preference.LEFT: 'left'>
+    """
+
+    def __init__(
+        self,
+        *,
+        fps: float = 20.0,
+        scale: int | None = None,
+        window_size: tuple[int, int] | None = None,
+        title: str = "prefwrap - which clip is better?",
+        event_source: Callable[[], Iterable[Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_frame: Callable[[LabelingWindow], None] | None = None,
+    ) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if scale is not None and (not isinstance(scale, int) or scale < 1):
+            raise ValueError(f"scale must be a positive integer or None, got {scale!r}")
+        if window_size is not None and (len(window_size) != 2 or min(window_size) < 200):
+            raise ValueError(f"window_size must be (width, height) of at least 200 px, got {window_size!r}")
+        self.pg = pg = import_pygame()
+        self.fps = float(fps)
+        self.scale = scale
+        self.window_size = window_size
+        self.title = title
+        self.event_source = event_source
+        self.clock = clock
+        self.on_frame = on_frame
+        self.screen: pygame.Surface | None = None
+        self.clip_rects: tuple[pygame.Rect, pygame.Rect] | None = None
+        self.query: Query | None = None
+        self.frame_index = 0
+        self.last_answer: Preference | None = None
+        self._frame_shape: tuple[int, int] | None = None
+        self._fonts: dict[int, pygame.font.Font] = {}
+        self._tick: pygame.time.Clock | None = None
+        self._key_answers = {
+            pg.K_LEFT: Preference.LEFT,
+            pg.K_RIGHT: Preference.RIGHT,
+            pg.K_UP: Preference.EQUAL,
+            pg.K_SPACE: Preference.EQUAL,
+            pg.K_DOWN: Preference.SKIP,
+        }
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the window is currently shown."""
+        return self.screen is not None
+
+    def ask(self, query: Query, *, progress: str = "") -> Preference | None:
+        """Show ``query`` until the labeler answers.
+
+        Args:
+            query: The two segments to compare.
+            progress: One line of progress shown under the title.
+
+        Returns:
+            The answer, or ``None`` if the labeler paused (Esc or closed the window); the window is
+            then closed, and the next call opens it again.
+        """
+        left, right = clip_frames(query.left), clip_frames(query.right)
+        self._ensure_open(left.shape[1:3], right.shape[1:3])
+        pg = self.pg
+        if self.event_source is None:
+            pg.event.clear((pg.KEYDOWN, pg.KEYUP))  # keys typed before this clip was visible
+        period = max(len(left), len(right))
+        self.query, self.frame_index = query, 0
+        start, shown = self.clock(), -1
+        while True:
+            for event in self._events():
+                if event.type == pg.QUIT:
+                    return self._pause()
+                if event.type != pg.KEYDOWN:
+                    continue
+                if event.key == pg.K_ESCAPE:
+                    return self._pause()
+                if event.key == pg.K_r:
+                    start, shown = self.clock(), -1
+                    continue
+                answer = self._key_answers.get(event.key)
+                if answer is not None:
+                    self.last_answer = answer
+                    return answer
+            self.frame_index = int((self.clock() - start) * self.fps) % period
+            if self.frame_index != shown:
+                shown = self.frame_index
+                self._draw_query(left, right, period, progress)
+            if self.on_frame is not None:
+                self.on_frame(self)
+            self._wait_tick()
+
+    def wait(self, message: str, seconds: float) -> bool:
+        """Show ``message`` for ``seconds`` while reading keys.
+
+        Returns:
+            ``False`` if the labeler paused (Esc or closed the window, which is then closed),
+            else ``True``.
+        """
+        self._ensure_open(self._frame_shape or (210, 160), self._frame_shape or (210, 160))
+        pg = self.pg
+        end = self.clock() + seconds
+        self.show_message(message)
+        while self.clock() < end:
+            for event in self._events():
+                if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key == pg.K_ESCAPE):
+                    self._pause()
+                    return False
+            if self.on_frame is not None:
+                self.on_frame(self)
+            self._wait_tick()
+        return True
+
+    def show_message(self, message: str) -> None:
+        """Replace the window's content by ``message`` (no-op if the window is closed)."""
+        if self.screen is None:
+            return
+        screen = self.screen
+        screen.fill(_BACKGROUND)
+        text = self._font(30).render(message, True, _TEXT)
+        screen.blit(text, text.get_rect(center=screen.get_rect().center))
+        hint = self._font(22).render("Esc: pause", True, _DIM_TEXT)
+        screen.blit(hint, hint.get_rect(midbottom=(screen.get_width() // 2, screen.get_height() - _MARGIN)))
+        self.pg.display.flip()
+
+    def close(self) -> None:
+        """Close the window (a later :meth:`ask` reopens it)."""
+        self.query = None
+        if self.screen is not None:
+            self.screen = None
+            self.clip_rects = None
+            self._fonts.clear()
+            self.pg.display.quit()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        self.close()
+        return None
+
+    def _events(self) -> Iterable[Any]:
+        return self.event_source() if self.event_source is not None else self.pg.event.get()
+
+    def _wait_tick(self) -> None:
+        assert self._tick is not None
+        self._tick.tick(max(POLL_HZ, self.fps))
+
+    def _font(self, size: int) -> pygame.font.Font:
+        if size not in self._fonts:
+            self._fonts[size] = self.pg.font.Font(None, size)
+        return self._fonts[size]
+
+    def _ensure_open(self, left_shape: tuple[int, int], right_shape: tuple[int, int]) -> None:
+        """Open (or resize) the window for clips of ``(height, width)`` shapes."""
+        frame_shape = (max(left_shape[0], right_shape[0]), max(left_shape[1], right_shape[1]))
+        if self.screen is not None and frame_shape == self._frame_shape:
+            return
+        pg = self.pg
+        height, width = frame_shape
+        if self.window_size is not None:
+            win_w, win_h = self.window_size
+            room_w = (win_w - 3 * _MARGIN) / 2
+            room_h = win_h - _HEADER_H - _TAG_H - _BAR_H - _FOOTER_H - 2 * _MARGIN
+            scale: float = max(min(room_w / width, room_h / height), 0.05)
+        else:
+            scale = self.scale or max(1, math.ceil(MIN_CLIP_WIDTH / width))
+        clip_w, clip_h = round(width * scale), round(height * scale)
+        if self.window_size is None:
+            win_w = max(2 * clip_w + 3 * _MARGIN, _MIN_WINDOW_W)
+            win_h = _HEADER_H + _TAG_H + clip_h + _BAR_H + _FOOTER_H + 2 * _MARGIN
+        pg.display.init()
+        pg.font.init()
+        self.screen = pg.display.set_mode((win_w, win_h))
+        pg.display.set_caption(self.title)
+        self._tick = pg.time.Clock()
+        self._frame_shape = frame_shape
+        top = _HEADER_H + _TAG_H + _MARGIN
+        gap = (win_w - 2 * clip_w) // 3
+        self.clip_rects = (
+            pg.Rect(gap, top, clip_w, clip_h),
+            pg.Rect(2 * gap + clip_w, top, clip_w, clip_h),
+        )
+
+    def _draw_query(self, left: np.ndarray, right: np.ndarray, period: int, progress: str) -> None:
+        pg, screen = self.pg, self.screen
+        assert screen is not None and self.clip_rects is not None
+        screen.fill(_BACKGROUND)
+        screen.blit(self._font(34).render("Which clip is better?", True, _TEXT), (_MARGIN, 14))
+        screen.blit(self._font(24).render(progress, True, _DIM_TEXT), (_MARGIN, 48))
+        if self.last_answer is not None:
+            last = self._font(24).render(f"last answer: {_ANSWER_TEXT[self.last_answer]}", True, _DIM_TEXT)
+            screen.blit(last, last.get_rect(topright=(screen.get_width() - _MARGIN, 48)))
+        for frames, rect, name, colour in (
+            (left, self.clip_rects[0], "LEFT", _LEFT_COLOUR),
+            (right, self.clip_rects[1], "RIGHT", _RIGHT_COLOUR),
+        ):
+            tag = pg.Rect(0, 0, 120, _TAG_H - 6)
+            tag.midbottom = (rect.centerx, rect.top - 6)
+            pg.draw.rect(screen, colour, tag, border_radius=6)
+            text = self._font(28).render(name, True, (255, 255, 255))
+            screen.blit(text, text.get_rect(center=tag.center))
+            frame = np.ascontiguousarray(frames[min(self.frame_index, len(frames) - 1)])
+            image = pg.image.frombuffer(frame.tobytes(), (frame.shape[1], frame.shape[0]), "RGB")
+            fit = frame.shape[1] * rect.height != frame.shape[0] * rect.width or rect.width < frame.shape[1]
+            resize = pg.transform.smoothscale if fit else pg.transform.scale  # nearest for integer zoom
+            screen.blit(resize(image, rect.size), rect)
+            pg.draw.rect(screen, colour, rect.inflate(4, 4), width=2)
+            bar = pg.Rect(rect.left, rect.bottom + 4, rect.width * (self.frame_index + 1) // period, _BAR_H)
+            pg.draw.rect(screen, colour, bar)
+        self._draw_keys(screen.get_height() - _FOOTER_H)
+        pg.display.flip()
+
+    def _draw_keys(self, top: int) -> None:
+        """Draw the key help: two rows of key caps with what each key does."""
+        pg, screen = self.pg, self.screen
+        rows = (
+            (("left", "LEFT is better"), ("right", "RIGHT is better"), ("up", "/"), ("Space", "EQUAL")),
+            (("down", "SKIP (can't tell)"), ("R", "replay"), ("Esc", "pause / quit")),
+        )
+        font = self._font(24)
+        for row_index, row in enumerate(rows):
+            x, y = _MARGIN, top + 10 + row_index * 40
+            for cap, text in row:
+                width = 34 if cap in _ARROWS else font.size(cap)[0] + 16
+                rect = pg.Rect(x, y, width, 30)
+                pg.draw.rect(screen, _KEYCAP, rect, border_radius=5)
+                if cap in _ARROWS:
+                    cx, cy = rect.center
+                    points = [(cx + 9 * px, cy + 9 * py) for px, py in _ARROWS[cap]]
+                    pg.draw.polygon(screen, _TEXT, points)
+                else:
+                    label = font.render(cap, True, _TEXT)
+                    screen.blit(label, label.get_rect(center=rect.center))
+                x = rect.right + 8
+                label = font.render(text, True, _TEXT)
+                screen.blit(label, label.get_rect(midleft=(x, rect.centery)))
+                x += label.get_width() + (8 if text == "/" else 28)
+
+
+# Unit triangles (pointing left/right/up/down) drawn in the arrow key caps.
+_ARROWS = {
+    "left": ((-0.8, 0.0), (0.6, -0.7), (0.6, 0.7)),
+    "right": ((0.8, 0.0), (-0.6, -0.7), (-0.6, 0.7)),
+    "up": ((0.0, -0.8), (-0.7, 0.6), (0.7, 0.6)),
+    "down": ((0.0, 0.8), (-0.7, -0.6), (0.7, -0.6)),
+}

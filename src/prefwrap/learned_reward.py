@@ -1,0 +1,177 @@
+"""The learned reward r̂(o, a): ensemble mean, normalised to zero mean and a fixed standard deviation.
+
+Statistics are refreshed explicitly (:meth:`LearnedReward.update_statistics`, after each refit, from
+recent steps) and applied on every prediction, so the reward scale is constant between refits.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from torch import nn
+
+from prefwrap.reward_model import MlpRewardEnsemble
+from prefwrap.spaces import InputEncoder
+
+_FORMAT_VERSION = 1
+
+
+class LearnedReward:
+    """Predicts normalised learned rewards for batches of raw (observation, action) pairs.
+
+    Args:
+        observation_space: Observation space of the wrapped env.
+        action_space: Action space of the wrapped env.
+        n_members: Ensemble size (the paper uses 3).
+        hidden_sizes: MLP widths (vector observations).
+        use_actions: Reward on (o, a) if True, on o alone otherwise.
+        reward_std: Standard deviation of the normalised reward.
+        device: Torch device for inference and fitting.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        *,
+        n_members: int = 3,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        use_actions: bool = True,
+        reward_std: float = 1.0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if reward_std <= 0:
+            raise ValueError(f"reward_std must be > 0, got {reward_std}")
+        self.encoder = InputEncoder(observation_space, action_space)
+        self.config: dict[str, Any] = {
+            "n_members": n_members,
+            "hidden_sizes": list(hidden_sizes),
+            "use_actions": use_actions,
+            "reward_std": reward_std,
+        }
+        self.device = torch.device(device)
+        self.model: nn.Module = self._build_model().to(self.device)
+        self.reward_std = reward_std
+        self.statistics = RunningMeanStd(shape=())
+        self.fitted = False
+
+    def _build_model(self) -> nn.Module:
+        if self.encoder.image_observations:
+            from prefwrap.cnn_reward_model import CnnRewardEnsemble
+
+            return CnnRewardEnsemble(
+                self.encoder.observation_space,
+                self.encoder.action_dim,
+                n_members=self.config["n_members"],
+                use_actions=self.config["use_actions"],
+            )
+        return MlpRewardEnsemble(
+            self.encoder.observation_shape[0],
+            self.encoder.action_dim,
+            n_members=self.config["n_members"],
+            hidden_sizes=tuple(self.config["hidden_sizes"]),
+            use_actions=self.config["use_actions"],
+        )
+
+    @property
+    def n_members(self) -> int:
+        return int(self.config["n_members"])
+
+    @torch.no_grad()
+    def member_rewards(self, observation_features: np.ndarray, action_features: np.ndarray) -> torch.Tensor:
+        """Raw per-member rewards ``(E, N)`` for encoded inputs ``(N, *obs)``, ``(N, D_a)``."""
+        self.model.eval()
+        obs = torch.as_tensor(observation_features, device=self.device)
+        act = torch.as_tensor(action_features, device=self.device)
+        return self.model(obs, act)
+
+    def predict_features(self, observation_features: np.ndarray, action_features: np.ndarray) -> np.ndarray:
+        """Normalised ensemble-mean reward ``(N,)`` for encoded inputs; zeros before the first fit."""
+        if not self.fitted:
+            return np.zeros(len(action_features), dtype=np.float32)
+        raw = self.member_rewards(observation_features, action_features).mean(dim=0).cpu().numpy()
+        return self.normalize(raw)
+
+    def predict(self, observations: Any, actions: Any) -> np.ndarray:
+        """Normalised learned reward ``(N,)`` for raw batches as a vector env returns/receives them."""
+        return self.predict_features(self.encoder.observations(observations), self.encoder.actions(actions))
+
+    def normalize(self, raw: np.ndarray) -> np.ndarray:
+        """Apply the current statistics: zero mean, standard deviation ``reward_std``."""
+        scale = self.reward_std / np.sqrt(self.statistics.var + 1e-8)
+        return ((raw - self.statistics.mean) * scale).astype(np.float32)
+
+    def update_statistics(self, observation_features: np.ndarray, action_features: np.ndarray) -> None:
+        """Reset the normalisation statistics to the ensemble-mean reward on the given steps."""
+        raw = []
+        for start in range(0, len(action_features), 65536):
+            chunk = slice(start, start + 65536)
+            raw.append(
+                self.member_rewards(observation_features[chunk], action_features[chunk])
+                .mean(dim=0)
+                .cpu()
+                .numpy()
+            )
+        values = np.concatenate(raw).astype(np.float64)
+        self.statistics = RunningMeanStd(shape=())
+        self.statistics.update(values)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save weights, configuration and statistics (a file loadable with ``weights_only=True``)."""
+        torch.save(
+            {
+                "format_version": _FORMAT_VERSION,
+                "config": self.config,
+                "observation_shape": list(self.encoder.observation_shape),
+                "action_dim": self.encoder.action_dim,
+                "state_dict": self.model.state_dict(),
+                "statistics": {
+                    "mean": float(self.statistics.mean),
+                    "var": float(self.statistics.var),
+                    "count": float(self.statistics.count),
+                },
+                "fitted": self.fitted,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: str | torch.device = "cpu",
+    ) -> LearnedReward:
+        """Load a saved reward for an env with the given spaces (safe: no unpickling)."""
+        state = torch.load(path, map_location=device, weights_only=True)
+        if state.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path}: unknown reward-model format {state.get('format_version')!r}")
+        config = state["config"]
+        reward = cls(
+            observation_space,
+            action_space,
+            n_members=config["n_members"],
+            hidden_sizes=tuple(config["hidden_sizes"]),
+            use_actions=config["use_actions"],
+            reward_std=config["reward_std"],
+            device=device,
+        )
+        saved = (tuple(state["observation_shape"]), state["action_dim"])
+        current = (reward.encoder.observation_shape, reward.encoder.action_dim)
+        if saved != current:
+            raise ValueError(
+                f"{path} was fitted for observation shape {saved[0]} and action size {saved[1]}, "
+                f"but this env has {current[0]} and {current[1]}: wrap an env with the same spaces."
+            )
+        reward.model.load_state_dict(state["state_dict"])
+        reward.statistics.mean = np.float64(state["statistics"]["mean"])
+        reward.statistics.var = np.float64(state["statistics"]["var"])
+        reward.statistics.count = state["statistics"]["count"]
+        reward.fitted = bool(state["fitted"])
+        return reward

@@ -1,0 +1,292 @@
+"""PreferenceLearner: the query → label → store → fit loop, independent of any RL library.
+
+The SB3 :class:`~prefwrap.callback.PreferenceCallback` drives it at rollout ends; a hand-written
+training loop calls :meth:`PreferenceLearner.collect_labels` and :meth:`PreferenceLearner.refit`
+itself (see ``docs/concepts.md``). Every answer is written to the :class:`~prefwrap.store.PreferenceStore`
+before it is used, and labels are read back from the store, so answers given by another process (a
+labelling UI in another terminal) are picked up the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from prefwrap.oracles.base import Oracle
+from prefwrap.preference_dataset import PreferenceDataset
+from prefwrap.records import Query
+from prefwrap.reward_fitting import FitReport, RewardFitter, segment_returns
+from prefwrap.schedule import DecayingSchedule, LabelSchedule
+from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, preference_disagreement
+from prefwrap.store import PreferenceStore
+from prefwrap.wrapper import PreferenceRewardWrapper
+
+
+@dataclass(frozen=True)
+class QueryRound:
+    """What one call to :meth:`PreferenceLearner.collect_labels` did."""
+
+    asked: int
+    answered: int
+    new_training_labels: int
+    mean_disagreement: float
+
+
+class PreferenceLearner:
+    """Asks an oracle about recorded segment pairs on a schedule and fits the wrapper's reward model.
+
+    Args:
+        wrapper: The :class:`PreferenceRewardWrapper` whose segments are queried and whose reward is fitted.
+        oracle: Anything with ``label(queries)`` (see :class:`~prefwrap.oracles.base.Oracle`).
+        total_labels: Label budget over the whole run (skipped answers count: a person spent the time).
+        schedule: Cumulative labels wanted per timestep; default :class:`DecayingSchedule` (the paper).
+        selection: ``"disagreement"`` (ensemble variance of P[left ≻ right]), ``"random"``, or a
+            :class:`~prefwrap.selection.PairSelector`.
+        candidate_factor: Candidate pairs sampled per pair asked (the paper: 10).
+        query_batch_size: Ask only once at least this many labels are due (after the first batch);
+            default ``max(1, total_labels // 100)`` so refits stay rare on long runs.
+        min_segments: Recorded segments needed before the first query.
+        store: A :class:`PreferenceStore`, the path of one (created or resumed), or ``None`` for an
+            in-memory store (labels then die with the process).
+        fit_epochs: Passes over the labels per refit.
+        initial_fit_epochs: Passes for the first fit (no warm start yet).
+        max_fit_seconds: Wall-clock bound per refit.
+        learning_rate: Adam step size of the reward model.
+        batch_size: Pairs per member per gradient step.
+        noise: Assumed probability of a random answer in the Bradley-Terry model (the paper: 0.1).
+        max_labels: Fit only on the newest this many labels (the paper's Atari setting: 3,000).
+        normalization_segments: Newest segments whose steps set the reward normalisation after a refit.
+        seed: Seed of candidate sampling, bootstraps and the validation split.
+    """
+
+    def __init__(
+        self,
+        wrapper: PreferenceRewardWrapper,
+        oracle: Oracle,
+        total_labels: int = 700,
+        *,
+        schedule: LabelSchedule | None = None,
+        selection: str | PairSelector = "disagreement",
+        candidate_factor: int = 10,
+        query_batch_size: int | None = None,
+        min_segments: int = 64,
+        store: PreferenceStore | str | os.PathLike | None = None,
+        fit_epochs: int = 5,
+        initial_fit_epochs: int = 50,
+        max_fit_seconds: float | None = 30.0,
+        learning_rate: float = 1e-3,
+        batch_size: int = 64,
+        noise: float = 0.1,
+        max_labels: int | None = None,
+        normalization_segments: int = 2000,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(wrapper, PreferenceRewardWrapper):
+            raise TypeError(
+                f"PreferenceLearner needs the PreferenceRewardWrapper itself, got {type(wrapper).__name__}: "
+                "pass the object returned by PreferenceRewardWrapper(env)."
+            )
+        if not callable(getattr(oracle, "label", None)):
+            raise TypeError(f"{oracle!r} is not an oracle: it needs a method label(queries) -> answers")
+        if total_labels < 1:
+            raise ValueError(f"total_labels must be >= 1, got {total_labels}")
+        if candidate_factor < 1:
+            raise ValueError(f"candidate_factor must be >= 1, got {candidate_factor}")
+        self.wrapper = wrapper
+        self.oracle = oracle
+        self.total_labels = total_labels
+        self.schedule = schedule or DecayingSchedule(total_labels)
+        if self.schedule.total_labels > total_labels:
+            raise ValueError(
+                f"the schedule's budget ({self.schedule.total_labels}) exceeds total_labels ({total_labels})"
+            )
+        self.selector = _make_selector(selection, seed)
+        self.candidate_factor = candidate_factor
+        self.query_batch_size = query_batch_size or max(1, total_labels // 100)
+        self.min_segments = max(2, min(min_segments, wrapper.segments.capacity))
+        self.fit_epochs = fit_epochs
+        self.initial_fit_epochs = initial_fit_epochs
+        self.normalization_segments = normalization_segments
+        self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store or ":memory:")
+        self.dataset = PreferenceDataset(wrapper.learned_reward.n_members, max_labels=max_labels, seed=seed)
+        self.fitter = RewardFitter(
+            wrapper.learned_reward.model,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            epochs=fit_epochs,
+            max_seconds=max_fit_seconds,
+            noise=noise,
+            seed=seed,
+        )
+        self._rng = np.random.default_rng(seed)
+        self._pending: list[Query] = self.store.pending_queries()
+        self._labels_read = 0
+        self._labels_since_fit = 0
+        self._n_answered = 0
+        self.last_fit: FitReport | None = None
+        self.wrapper.segments.next_segment_id = max(
+            self.wrapper.segments.next_segment_id, self.store.next_segment_id()
+        )
+        self._next_query_id = self.store.next_query_id()
+        self._ingest_stored_labels()
+
+    @property
+    def n_labels(self) -> int:
+        """Answers received so far (skips included), from this process or any other."""
+        return self._n_answered
+
+    @property
+    def n_pending(self) -> int:
+        """Queries asked and not answered yet."""
+        return len(self._pending)
+
+    def collect_labels(self, timestep: int, total_timesteps: int) -> QueryRound:
+        """Ask for the labels the schedule wants by ``timestep``, store and ingest every answer.
+
+        Returns:
+            Counts of this round; ``new_training_labels`` > 0 means :meth:`refit` has work to do.
+        """
+        due = self.schedule.labels_due(timestep, total_timesteps)
+        missing = min(due, self.total_labels) - self._n_answered - len(self._pending)
+        first_batch = self._n_answered == 0 and not self._pending
+        disagreement = float("nan")
+        if missing > 0 and (first_batch or missing >= self.query_batch_size):
+            new_queries, disagreement = self._make_queries(missing)
+            if new_queries:
+                self.store.add_queries(new_queries)
+                self._pending.extend(new_queries)
+        asked = len(self._pending)
+        if self._pending:
+            self._ask(self._pending)
+        answered_before = self._n_answered
+        new_training = self._ingest_stored_labels()
+        return QueryRound(asked, self._n_answered - answered_before, new_training, disagreement)
+
+    def refit(self) -> FitReport | None:
+        """Refit the ensemble on all labels if new ones arrived, then refresh the reward normalisation."""
+        if self._labels_since_fit == 0 or len(self.dataset) == 0:
+            return None
+        epochs = self.initial_fit_epochs if not self.wrapper.learned_reward.fitted else self.fit_epochs
+        self.last_fit = self.fitter.fit(self.dataset, epochs=epochs)
+        self._labels_since_fit = 0
+        learned_reward = self.wrapper.learned_reward
+        learned_reward.fitted = True
+        learned_reward.update_statistics(*self.wrapper.segments.valid_steps(self.normalization_segments))
+        return self.last_fit
+
+    def _ask(self, queries: list[Query]) -> None:
+        answers = list(self.oracle.label(queries))
+        if len(answers) != len(queries):
+            raise ValueError(
+                f"{type(self.oracle).__name__}.label returned {len(answers)} answers for {len(queries)} queries: "
+                "return exactly one Preference (or None for 'not yet') per query"
+            )
+        labeler = getattr(self.oracle, "labeler", type(self.oracle).__name__)
+        labeler_for = getattr(self.oracle, "labeler_for", None)
+        for query, answer in zip(queries, answers):
+            if answer is None:
+                continue
+            who = labeler_for(query.query_id) if callable(labeler_for) else labeler
+            try:
+                self.store.add_label(query.query_id, answer, who)
+            except ValueError:
+                if query.query_id not in self._labelled_ids():
+                    raise  # not a race with another labeller: a real error
+
+    def _labelled_ids(self) -> set[int]:
+        return {label.query_id for label in self.store.labels()}
+
+    def _ingest_stored_labels(self) -> int:
+        """Read labels written since the last read (by this process or another) into the dataset."""
+        labels = self.store.labels(after=self._labels_read)
+        if not labels:
+            return 0
+        self._labels_read += len(labels)
+        pending = {query.query_id: query for query in self._pending}
+        new_training = 0
+        for label in labels:
+            query = pending.pop(label.query_id, None) or self.store.query(label.query_id)
+            self._n_answered += 1
+            if label.preference.target is not None:
+                self.dataset.add(query, label.preference)
+                new_training += 1
+        self._pending = list(pending.values())
+        self._labels_since_fit += new_training
+        return new_training
+
+    def _make_queries(self, n_pairs: int) -> tuple[list[Query], float]:
+        """Sample ``candidate_factor * n_pairs`` candidate pairs and keep the ``n_pairs`` selected."""
+        segments = self.wrapper.segments
+        if segments.size < self.min_segments:
+            return [], float("nan")
+        rows = (
+            segments.rows_with_frames()
+            if getattr(self.oracle, "needs_frames", False)
+            else segments.newest_rows()
+        )
+        if len(rows) < 2:
+            return [], float("nan")
+        n_candidates = n_pairs * self.candidate_factor
+        left = self._rng.integers(0, len(rows), size=n_candidates)
+        right = (left + self._rng.integers(1, len(rows), size=n_candidates)) % len(rows)
+        pairs = np.stack([left, right], axis=1)
+        if self.wrapper.learned_reward.fitted:
+            member_returns = self._member_returns(rows)
+            chosen = self.selector.select(pairs, member_returns, n_pairs)
+            disagreement = float(preference_disagreement(pairs[chosen], member_returns).mean())
+        else:  # an unfitted ensemble's disagreement is noise: the first batch is random
+            chosen = self._rng.choice(len(pairs), size=min(n_pairs, len(pairs)), replace=False)
+            disagreement = float("nan")
+        queries = []
+        for left_row, right_row in pairs[chosen]:
+            queries.append(
+                Query(
+                    self._next_query_id,
+                    segments.segment(int(rows[left_row])),
+                    segments.segment(int(rows[right_row])),
+                )
+            )
+            self._next_query_id += 1
+        return queries, disagreement
+
+    @torch.no_grad()
+    def _member_returns(self, rows: np.ndarray) -> torch.Tensor:
+        """``(E, len(rows))`` predicted returns of the given buffer rows."""
+        segments = self.wrapper.segments
+        model = self.wrapper.learned_reward.model
+        model.eval()
+        device = self.wrapper.learned_reward.device
+        mask = np.arange(segments.segment_length)[None, :] < segments.lengths[rows, None]
+        returns = segment_returns(
+            model,
+            torch.as_tensor(segments.observations[rows], device=device),
+            torch.as_tensor(segments.actions[rows], device=device),
+            torch.as_tensor(mask, dtype=torch.float32, device=device),
+        )
+        return returns.cpu()
+
+    def log_to(self, record: Any) -> None:
+        """Record the learner's state with an SB3-style ``record(key, value)`` function under ``pref/``."""
+        record("pref/labels", self._n_answered)
+        record("pref/pending_queries", len(self._pending))
+        record("pref/training_labels", len(self.dataset))
+        if self.last_fit is not None:
+            record("pref/train_loss", self.last_fit.train_loss)
+            record("pref/val_loss", self.last_fit.validation_loss)
+            record("pref/val_accuracy", self.last_fit.validation_accuracy)
+            record("pref/l2_coef", self.last_fit.l2_coef)
+            record("pref/refit_seconds", self.last_fit.seconds)
+
+
+def _make_selector(selection: str | PairSelector, seed: int | None) -> PairSelector:
+    if selection == "disagreement":
+        return DisagreementSelector()
+    if selection == "random":
+        return RandomSelector(seed)
+    if isinstance(selection, PairSelector):
+        return selection
+    raise ValueError(f"selection must be 'disagreement', 'random' or a PairSelector, got {selection!r}")

@@ -1,0 +1,204 @@
+"""A person answers the queries in a pygame window (see ``docs/oracles-human.md``).
+
+Two ways to label:
+
+- :class:`HumanOracle`: synchronous; training waits while the window shows a batch of queries.
+- :func:`run_labeling_session`: asynchronous; a separate process (``prefwrap label RUN_DIR``) shows
+  the pending queries of a run's preference store as they appear and writes each answer to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from prefwrap.labeling_window import LabelingWindow, clip_frames, import_pygame
+from prefwrap.records import Preference, Query
+
+if TYPE_CHECKING:
+    from prefwrap.store import PreferenceStore
+
+__all__ = ["HumanOracle", "run_labeling_session"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FPS = 20.0
+"""Playback speed when neither ``fps`` nor the env's ``render_fps`` is known."""
+
+
+class HumanOracle:
+    """Asks a person, in a pygame window, which of two clips is better.
+
+    Each query's clips (``Segment.frames``, else uint8 image observations) loop side by side until
+    a key is pressed: left arrow = LEFT is better, right arrow = RIGHT, up or space = EQUAL,
+    down = SKIP (can't tell), ``r`` = replay, Esc or closing the window = pause. A pause makes
+    :meth:`label` return at once, with ``None`` for the queries not answered yet (asked again
+    later); the next call opens the window again.
+
+    Every answer is handed to ``on_label`` right after its key press, before the next clip is
+    shown, so a caller can write it to durable storage at once: no label is lost if training
+    crashes in the middle of a batch.
+
+    Args:
+        fps: Playback speed; ``None`` uses :attr:`env_fps` (the env's ``render_fps``, set by the
+            caller) or else 20.
+        scale: Integer magnification of the frames; ``None`` makes each clip at least ~400 px wide.
+        labeler: Name stored with the labels.
+        window_size: ``(width, height)`` of the window in px; the clips are scaled to fit. ``None``
+            sizes the window to the clips.
+        on_label: ``on_label(query, preference)`` called after each answer.
+
+    Attributes:
+        progress_text: Extra progress shown under the batch progress, e.g.
+            ``"312 / 1000 labels, 4 queries waiting"``; the caller may update it between batches.
+        env_fps: The env's ``metadata["render_fps"]``, used when ``fps`` is ``None``.
+        window: The :class:`~prefwrap.labeling_window.LabelingWindow`, created on first use.
+
+    Example:
+        >>> oracle = HumanOracle(labeler="human:alice", on_label=lambda q, p: store.add_label(
+        ...     q.query_id, p, "human:alice"))  # doctest: +SKIP
+        >>> oracle.label(queries)  # doctest: +SKIP
+        [<Preference.LEFT: 'left'>, <Preference.SKIP: 'skip'>, None]
+    """
+
+    def __init__(
+        self,
+        *,
+        fps: float | None = None,
+        scale: int | None = None,
+        labeler: str = "human",
+        window_size: tuple[int, int] | None = None,
+        on_label: Callable[[Query, Preference], None] | None = None,
+    ) -> None:
+        if fps is not None and not fps > 0:
+            raise ValueError(f"fps must be positive or None, got {fps}")
+        if scale is not None and (not isinstance(scale, int) or scale < 1):
+            raise ValueError(f"scale must be a positive integer or None, got {scale!r}")
+        import_pygame()  # fail now, not after hours of training, if pygame is missing
+        self.fps = fps
+        self.scale = scale
+        self.labeler = labeler
+        self.window_size = window_size
+        self.on_label = on_label
+        self.progress_text: str | None = None
+        self.env_fps: float | None = None
+        self.window: LabelingWindow | None = None
+
+    def label(self, queries: Sequence[Query]) -> list[Preference | None]:
+        """Show each query until answered; return one answer per query, ``None`` after a pause.
+
+        Raises:
+            ValueError: A segment has neither frames nor image observations (checked for the whole
+                batch before the window opens).
+        """
+        answers: list[Preference | None] = [None] * len(queries)
+        if not queries:
+            return answers
+        for query in queries:  # fail before the window opens, not halfway through the batch
+            clip_frames(query.left)
+            clip_frames(query.right)
+        window = self._window()
+        for i, query in enumerate(queries):
+            progress = f"{i} / {len(queries)} labeled in this batch"
+            if self.progress_text:
+                progress += f"   |   {self.progress_text}"
+            answer = window.ask(query, progress=progress)
+            if answer is None:  # paused: the window is closed; the rest is asked again later
+                return answers
+            answers[i] = answer
+            if self.on_label is not None:
+                self.on_label(query, answer)
+        window.show_message("Thanks! More clips soon (the agent is training)...")
+        return answers
+
+    def close(self) -> None:
+        """Close the window, if open."""
+        if self.window is not None:
+            self.window.close()
+
+    def _window(self) -> LabelingWindow:
+        fps = self.fps or self.env_fps or DEFAULT_FPS
+        if self.window is None:
+            self.window = LabelingWindow(fps=fps, scale=self.scale, window_size=self.window_size)
+        self.window.fps = float(fps)
+        return self.window
+
+
+def run_labeling_session(
+    store_path: str | os.PathLike[str],
+    *,
+    fps: float | None = None,
+    labeler: str = "human",
+    poll_interval: float = 1.0,
+    stop_when_empty: bool = False,
+    scale: int | None = None,
+    window: LabelingWindow | None = None,
+) -> int:
+    """Label a run's pending queries as they appear, writing each answer to its store at once.
+
+    Meant for a second terminal (``prefwrap label RUN_DIR``) or a background process while the
+    trainer keeps going. Queries are shown oldest first; when none is pending the window says so
+    and polls the store every ``poll_interval`` seconds. Esc or closing the window ends the
+    session; every answer given is already committed.
+
+    Args:
+        store_path: The run's preference store (SQLite file).
+        fps: Playback speed; ``None`` reads the store's ``render_fps`` meta entry, else 20.
+        labeler: Name stored with each label.
+        poll_interval: Seconds between looks for new queries when none is pending.
+        stop_when_empty: Return when no query is pending instead of waiting for more.
+        scale: Integer magnification of the frames (``None``: at least ~400 px per clip).
+        window: A preconfigured window (tests, scripted sessions); it is closed at the end.
+
+    Returns:
+        The number of labels written.
+
+    Raises:
+        ValueError: A pending segment has neither frames nor image observations.
+    """
+    from prefwrap.store import PreferenceStore
+
+    if not poll_interval > 0:
+        raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+    store = PreferenceStore(store_path)
+    n_written = 0
+    try:
+        if window is None:
+            window = LabelingWindow(fps=fps or _meta_fps(store) or DEFAULT_FPS, scale=scale)
+        while True:
+            pending = [query.query_id for query in store.pending_queries(with_frames=False)]
+            if not pending:
+                if stop_when_empty:
+                    break
+                message = f"No queries waiting ({n_written} labeled in this session)..."
+                if not window.wait(message, poll_interval):
+                    break
+                continue
+            for i, query_id in enumerate(pending):
+                query = store.query(query_id)
+                progress = f"{n_written} labeled in this session   |   {len(pending) - i} waiting"
+                answer = window.ask(query, progress=progress)
+                if answer is None:
+                    return n_written
+                try:
+                    store.add_label(query_id, answer, labeler)
+                except ValueError as error:  # another labeler answered it meanwhile; theirs stands
+                    logger.warning("answer to query %d not stored: %s", query_id, error)
+                    continue
+                n_written += 1
+    finally:
+        if window is not None:
+            window.close()
+        store.close()
+    return n_written
+
+
+def _meta_fps(store: PreferenceStore) -> float | None:
+    """The ``render_fps`` a trainer recorded in the store's meta table, if any."""
+    value = store.get_meta("render_fps")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

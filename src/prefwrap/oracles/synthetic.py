@@ -1,0 +1,268 @@
+"""Simulated teachers that answer from the true reward: the B-Pref teachers (Lee et al., 2021).
+
+The rational teacher prefers the segment with the higher true return. The B-Pref variants add
+Boltzmann noise (``beta``), myopia (``gamma``), mistakes (``eps``), skipping (``skip_*``) and
+"equally good" answers (``equal_*``). See ``docs/oracles-synthetic.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from prefwrap.records import Preference, Query, Segment
+
+# Answer codes: RIGHT/LEFT are 0/1 so that a mistake is ``1 - code``.
+_RIGHT, _LEFT, _EQUAL, _SKIP = 0, 1, 2, 3
+_ANSWERS = (Preference.RIGHT, Preference.LEFT, Preference.EQUAL, Preference.SKIP)
+
+# B-Pref's teacher settings (Lee et al., 2021, Sec. 4).
+_PRESETS: dict[str, dict[str, float]] = {
+    "oracle": {},
+    "stoch": {"beta": 1.0},
+    "myopic": {"gamma": 0.9},
+    "mistake": {"eps": 0.1},
+    "skip": {"skip_fraction": 0.1},
+    "equal": {"equal_fraction": 0.1},
+}
+
+
+class _ReturnStats:
+    """Exact running count, mean, variance, min and max of a stream of returns."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0  # sum of squared deviations from the mean
+        self.min = math.inf
+        self.max = -math.inf
+
+    def update(self, values: np.ndarray) -> None:
+        """Merge a batch of returns, shape ``(n,)`` (Chan et al.'s parallel update)."""
+        n = values.size
+        if n == 0:
+            return
+        batch_mean = float(values.mean())
+        batch_m2 = float(np.square(values - batch_mean).sum())
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta * delta * self.count * n / total
+        self.count = total
+        self.min = min(self.min, float(values.min()))
+        self.max = max(self.max, float(values.max()))
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count else 0.0
+
+
+def _segment_returns(segments: Sequence[Segment], gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """True and myopic returns over each segment's valid steps.
+
+    Step ``t`` of a segment with ``length`` valid steps is weighted ``gamma ** (length - 1 - t)``
+    in the myopic return. Padding (steps ``length:``) is ignored, whatever it holds.
+
+    Returns:
+        ``(returns, myopic_returns)``, each shape ``(n,)``, float64.
+    """
+    n = len(segments)
+    lengths = np.fromiter((s.length for s in segments), dtype=np.int64, count=n)
+    horizons = {s.true_rewards.shape[0] for s in segments}
+    if len(horizons) == 1:
+        rewards = np.stack([s.true_rewards for s in segments]).astype(np.float64)
+    else:  # mixed horizons in one batch: pad to the longest
+        rewards = np.zeros((n, max(horizons)))
+        for i, segment in enumerate(segments):
+            rewards[i, : segment.true_rewards.shape[0]] = segment.true_rewards
+    steps = np.arange(rewards.shape[1])
+    rewards = np.where(steps < lengths[:, None], rewards, 0.0)  # where, not *, so NaN padding vanishes
+    returns = rewards.sum(axis=1)
+    if gamma == 1.0:
+        return returns, returns
+    weights = gamma ** np.maximum(lengths[:, None] - 1 - steps, 0)
+    return returns, (rewards * weights).sum(axis=1)
+
+
+class SyntheticOracle:
+    """A simulated teacher answering from the segments' true rewards (B-Pref's teachers).
+
+    Each query is answered in B-Pref's order, from the returns over the valid steps:
+
+    1. **skip**: ``SKIP`` if both returns are ``< skip threshold``;
+    2. **equal**: else ``EQUAL`` if ``|R_left - R_right| < equal threshold``;
+    3. **choice** on the myopic returns (step ``t`` of ``H`` valid steps weighted
+       ``gamma ** (H - 1 - t)``): with ``beta = inf`` the higher one wins and an exact tie is
+       ``EQUAL``; otherwise ``P(LEFT) = sigmoid(beta * (R_left - R_right) / scale)``;
+    4. **mistake**: a ``LEFT``/``RIGHT`` answer is flipped with probability ``eps``.
+
+    Thresholds and ``scale`` are relative to the returns the oracle has seen: every segment of
+    every query passed to :meth:`label` (the current batch included, before answering it) or to
+    :meth:`observe`. With ``lo``/``hi`` the lowest/highest true return seen, the skip threshold
+    is ``lo + skip_fraction * (hi - lo)`` ("both in the bottom fraction of the range seen"), the
+    equal threshold is ``equal_fraction * (hi - lo)``, and ``scale`` is the standard deviation of
+    the (myopic) returns seen, so ``beta`` means the same noise level in every environment.
+    Absolute ``skip_threshold``/``equal_threshold``/``beta_scale`` replace these when given.
+
+    Args:
+        beta: Rationality; ``inf`` is the rational teacher, ``0`` answers at random.
+        gamma: Myopia discount in ``(0, 1]``; ``1`` weighs all steps equally.
+        eps: Probability of flipping a ``LEFT``/``RIGHT`` answer, in ``[0, 1]``.
+        skip_fraction: Skip threshold as a fraction of the range of returns seen, in ``[0, 1]``.
+        equal_fraction: Equal threshold as a fraction of the range of returns seen, in ``[0, 1]``.
+        skip_threshold: Absolute skip threshold (a return level; may be negative).
+        equal_threshold: Absolute equal threshold, ``>= 0``.
+        beta_scale: Fixed divisor of the return difference; ``1.0`` gives B-Pref's raw-return beta.
+        seed: Seed of the oracle's own random generator.
+        labeler: Id stored with each label.
+
+    Example:
+        >>> import numpy as np
+        >>> from prefwrap.records import Query, Segment
+        >>> def segment(i, rewards):
+        ...     r = np.asarray(rewards, dtype=np.float32)
+        ...     features = np.zeros((len(r), 1), dtype=np.float32)
+        ...     return Segment(i, features, features, r, length=len(r))
+        >>> good, bad = segment(0, [1.0, 1.0]), segment(1, [0.0, 0.5])
+        >>> SyntheticOracle().label([Query(0, good, bad), Query(1, bad, good), Query(2, bad, bad)])
+        [<Preference.LEFT: 'left'>, <Preference.RIGHT: 'right'>, <Preference.EQUAL: 'equal'>]
+        >>> oracle = SyntheticOracle.preset("mistake", seed=0)
+        >>> oracle.labeler, oracle.eps
+        ('synthetic:mistake', 0.1)
+    """
+
+    def __init__(
+        self,
+        *,
+        beta: float = math.inf,
+        gamma: float = 1.0,
+        eps: float = 0.0,
+        skip_fraction: float = 0.0,
+        equal_fraction: float = 0.0,
+        skip_threshold: float | None = None,
+        equal_threshold: float | None = None,
+        beta_scale: float | None = None,
+        seed: int | None = None,
+        labeler: str = "synthetic",
+    ) -> None:
+        if not beta >= 0:  # also rejects NaN
+            raise ValueError(f"beta must be >= 0 (inf = rational), got {beta!r}")
+        if not 0 < gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+        if not 0 <= eps <= 1:
+            raise ValueError(f"eps must be in [0, 1], got {eps!r}")
+        for name, value in (("skip_fraction", skip_fraction), ("equal_fraction", equal_fraction)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if skip_threshold is not None and not math.isfinite(skip_threshold):
+            raise ValueError(f"skip_threshold must be finite, got {skip_threshold!r}")
+        if equal_threshold is not None and not 0 <= equal_threshold < math.inf:
+            raise ValueError(f"equal_threshold must be finite and >= 0, got {equal_threshold!r}")
+        if beta_scale is not None and not 0 < beta_scale < math.inf:
+            raise ValueError(f"beta_scale must be finite and > 0, got {beta_scale!r}")
+        if skip_threshold is not None and skip_fraction:
+            raise ValueError(f"pass skip_fraction ({skip_fraction!r}) or skip_threshold, not both")
+        if equal_threshold is not None and equal_fraction:
+            raise ValueError(f"pass equal_fraction ({equal_fraction!r}) or equal_threshold, not both")
+        self.beta = float(beta)
+        self.gamma = float(gamma)
+        self.eps = float(eps)
+        self.skip_fraction = float(skip_fraction)
+        self.equal_fraction = float(equal_fraction)
+        self.skip_threshold = skip_threshold
+        self.equal_threshold = equal_threshold
+        self.beta_scale = beta_scale
+        self.labeler = labeler
+        self._rng = np.random.default_rng(seed)
+        self._returns = _ReturnStats()  # true returns: thresholds
+        self._myopic = self._returns if self.gamma == 1.0 else _ReturnStats()  # choice returns: scale
+
+    @classmethod
+    def preset(cls, name: str, seed: int | None = None) -> SyntheticOracle:
+        """Build one of B-Pref's teachers, labeled ``"synthetic:<name>"``.
+
+        Names: ``oracle`` (rational), ``stoch`` (``beta=1``), ``myopic`` (``gamma=0.9``),
+        ``mistake`` (``eps=0.1``), ``skip`` (``skip_fraction=0.1``), ``equal`` (``equal_fraction=0.1``).
+        """
+        if name not in _PRESETS:
+            raise ValueError(f"unknown preset {name!r}; valid names: {', '.join(_PRESETS)}")
+        return cls(**_PRESETS[name], seed=seed, labeler=f"synthetic:{name}")
+
+    @property
+    def effective_skip_threshold(self) -> float:
+        """The skip threshold now in force; ``-inf`` when skipping is off or nothing is seen yet."""
+        if self.skip_threshold is not None:
+            return float(self.skip_threshold)
+        if self.skip_fraction == 0 or self._returns.count == 0:
+            return -math.inf
+        return self._returns.min + self.skip_fraction * (self._returns.max - self._returns.min)
+
+    @property
+    def effective_equal_threshold(self) -> float:
+        """The equal threshold now in force (``0`` = only the rational exact tie)."""
+        if self.equal_threshold is not None:
+            return float(self.equal_threshold)
+        if self._returns.count == 0:
+            return 0.0
+        return self.equal_fraction * (self._returns.max - self._returns.min)
+
+    @property
+    def effective_beta_scale(self) -> float:
+        """The divisor of return differences under ``beta``: ``beta_scale``, else the std seen.
+
+        Falls back to ``1.0`` while the std is ``0`` (then every difference seen is ``0`` anyway).
+        """
+        if self.beta_scale is not None:
+            return float(self.beta_scale)
+        return self._myopic.std or 1.0
+
+    def observe(self, segments: Iterable[Segment]) -> None:
+        """Add segments to the return statistics without answering anything.
+
+        Useful to set the thresholds and the ``beta`` scale from all collected segments rather
+        than only the queried ones.
+        """
+        segments = list(segments)
+        if segments:
+            self._update(*_segment_returns(segments, self.gamma))
+
+    def label(self, queries: Sequence[Query]) -> list[Preference]:
+        """Answer each query (never ``None``); updates the statistics with this batch first."""
+        n = len(queries)
+        if n == 0:
+            return []
+        returns, myopic = _segment_returns([q.left for q in queries] + [q.right for q in queries], self.gamma)
+        self._update(returns, myopic)
+
+        # Decide every query, then let equal and skip override: the same as B-Pref's order,
+        # and the generator draws a fixed n numbers per stage whatever the thresholds.
+        diff = myopic[:n] - myopic[n:]
+        if math.isinf(self.beta):
+            codes = np.where(diff > 0, _LEFT, np.where(diff < 0, _RIGHT, _EQUAL))
+        else:
+            logits = self.beta * diff / self.effective_beta_scale
+            p_left = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid, without overflow
+            codes = np.where(self._rng.random(n) < p_left, _LEFT, _RIGHT)
+        if self.eps > 0:
+            flip = (self._rng.random(n) < self.eps) & (codes != _EQUAL)
+            codes = np.where(flip, 1 - codes, codes)
+        left, right = returns[:n], returns[n:]
+        codes[np.abs(left - right) < self.effective_equal_threshold] = _EQUAL
+        skip = self.effective_skip_threshold
+        codes[(left < skip) & (right < skip)] = _SKIP
+        return [_ANSWERS[code] for code in codes.tolist()]
+
+    def _update(self, returns: np.ndarray, myopic: np.ndarray) -> None:
+        self._returns.update(returns)
+        if self._myopic is not self._returns:
+            self._myopic.update(myopic)
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticOracle(labeler={self.labeler!r}, beta={self.beta}, gamma={self.gamma}, "
+            f"eps={self.eps}, skip_fraction={self.skip_fraction}, equal_fraction={self.equal_fraction}, "
+            f"skip_threshold={self.skip_threshold}, equal_threshold={self.equal_threshold}, "
+            f"beta_scale={self.beta_scale})"
+        )

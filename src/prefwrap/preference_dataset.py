@@ -1,0 +1,96 @@
+"""The labelled pairs the reward model is fitted on, with an online bootstrap per ensemble member.
+
+Each new pair draws, for every member, a Poisson(1) count of how often that member trains on it
+(the online bootstrap of Oza & Russell). A count of 0, which happens with probability 1/e, makes
+the pair part of that member's held-out validation set: so every label trains some members, and
+each member is validated on its own 1/e of the labels, as in the paper, without withholding labels
+from the ensemble as a whole. Counts are fixed at insertion, so the split is stable across refits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from prefwrap.records import Preference, Query, Segment
+
+
+class PreferenceDataset:
+    """Labelled segment pairs as tensors, growing as labels arrive.
+
+    Skipped answers are not stored (they carry no preference).
+
+    Args:
+        n_members: Ensemble size (one bootstrap count per member and pair).
+        max_labels: Keep only the most recent labels (the paper's Atari setting keeps 3,000);
+            ``None`` keeps all.
+        seed: Seed of the bootstrap counts.
+    """
+
+    def __init__(self, n_members: int, max_labels: int | None = None, seed: int | None = None) -> None:
+        if max_labels is not None and max_labels < 1:
+            raise ValueError(f"max_labels must be >= 1 or None, got {max_labels}")
+        self.n_members = n_members
+        self.max_labels = max_labels
+        self._rng = np.random.default_rng(seed)
+        self._row_of_segment: dict[int, int] = {}
+        self._segments: list[Segment] = []
+        self._left: list[int] = []
+        self._right: list[int] = []
+        self._targets: list[float] = []
+        self._counts: list[np.ndarray] = []
+        self._tensors: dict[str, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def add(self, query: Query, preference: Preference) -> None:
+        """Add one answered query (a skipped one is ignored)."""
+        target = preference.target
+        if target is None:
+            return
+        self._left.append(self._row(query.left))
+        self._right.append(self._row(query.right))
+        self._targets.append(target)
+        self._counts.append(self._rng.poisson(1.0, size=self.n_members))
+        if self.max_labels is not None and len(self._targets) > self.max_labels:
+            drop = len(self._targets) - self.max_labels
+            for column in (self._left, self._right, self._targets, self._counts):
+                del column[:drop]
+
+    def _row(self, segment: Segment) -> int:
+        row = self._row_of_segment.get(segment.segment_id)
+        if row is None:
+            row = len(self._segments)
+            self._row_of_segment[segment.segment_id] = row
+            self._segments.append(segment)
+            self._tensors = None
+        return row
+
+    def segment_tensors(self) -> dict[str, torch.Tensor]:
+        """All stored segments: ``observations (S, H, *obs)``, ``actions (S, H, D_a)``, ``mask (S, H)``."""
+        if self._tensors is None:
+            self._tensors = {
+                "observations": torch.as_tensor(np.stack([s.observations for s in self._segments])),
+                "actions": torch.as_tensor(np.stack([s.actions for s in self._segments])),
+                "mask": torch.as_tensor(
+                    np.stack([np.arange(s.horizon) < s.length for s in self._segments]), dtype=torch.float32
+                ),
+            }
+        return self._tensors
+
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(left_rows (P,), right_rows (P,), targets (P,), counts (P, E))``.
+
+        Rows index :meth:`segment_tensors`; ``counts[p, m]`` is how often member ``m`` trains on pair
+        ``p`` per epoch (0: held out for that member's validation).
+        """
+        if not self._targets:
+            empty = torch.zeros(0, dtype=torch.long)
+            return empty, empty, torch.zeros(0), torch.zeros(0, self.n_members, dtype=torch.long)
+        return (
+            torch.tensor(self._left),
+            torch.tensor(self._right),
+            torch.tensor(self._targets, dtype=torch.float32),
+            torch.as_tensor(np.stack(self._counts)),
+        )

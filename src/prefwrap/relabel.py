@@ -1,0 +1,115 @@
+"""Recompute rewards already stored in SB3 buffers after the reward model changed.
+
+Off-policy algorithms (SAC, TD3, DQN) train on old transitions: without relabelling, a replay
+buffer mixes rewards from every past reward model (PEBBLE's fix). On-policy algorithms gain from
+relabelling the rollout just collected, so the first update after a refit already uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer, ReplayBuffer, RolloutBuffer
+
+from prefwrap.learned_reward import LearnedReward
+
+CHUNK = 65_536
+
+
+def predict_buffer_rewards(
+    learned_reward: LearnedReward, observations: Any, actions: np.ndarray, n_steps: int, n_envs: int
+) -> np.ndarray:
+    """Normalised learned rewards ``(n_steps, n_envs)`` for buffer arrays ``(n_steps, n_envs, ...)``."""
+    encoder = learned_reward.encoder
+    flat_obs = _flatten_leading(observations, n_steps * n_envs)
+    flat_obs = _to_space_layout(flat_obs, encoder.observation_space)
+    flat_actions = actions[:n_steps].reshape(n_steps * n_envs, *actions.shape[2:])
+    rewards = np.empty(n_steps * n_envs, dtype=np.float32)
+    for start in range(0, n_steps * n_envs, CHUNK):
+        chunk = slice(start, start + CHUNK)
+        obs_chunk = (
+            {k: v[chunk] for k, v in flat_obs.items()} if isinstance(flat_obs, dict) else flat_obs[chunk]
+        )
+        rewards[chunk] = learned_reward.predict(obs_chunk, flat_actions[chunk])
+    return rewards.reshape(n_steps, n_envs)
+
+
+def relabel_replay_buffer(
+    buffer: ReplayBuffer | DictReplayBuffer, learned_reward: LearnedReward, policy: Any
+) -> int:
+    """Overwrite every stored reward with the current learned reward; returns transitions relabelled.
+
+    Box actions are stored scaled to [-1, 1] by SB3's off-policy algorithms, so they are unscaled with
+    ``policy.unscale_action`` before the reward model sees them.
+    """
+    n_steps = buffer.buffer_size if buffer.full else buffer.pos
+    if n_steps == 0:
+        return 0
+    actions = buffer.actions[:n_steps]
+    if isinstance(buffer.action_space, spaces.Box):
+        actions = policy.unscale_action(actions.reshape(-1, actions.shape[-1])).reshape(actions.shape)
+    observations = (
+        {key: value[:n_steps] for key, value in buffer.observations.items()}
+        if isinstance(buffer, DictReplayBuffer)
+        else buffer.observations[:n_steps]
+    )
+    buffer.rewards[:n_steps] = predict_buffer_rewards(
+        learned_reward, observations, actions, n_steps, buffer.n_envs
+    )
+    return n_steps * buffer.n_envs
+
+
+def relabel_rollout_buffer(
+    buffer: RolloutBuffer | DictRolloutBuffer,
+    learned_reward: LearnedReward,
+    previous_rewards: np.ndarray,
+    last_values: torch.Tensor,
+    dones: np.ndarray,
+) -> None:
+    """Swap the learned reward in a full rollout buffer and recompute returns and advantages.
+
+    Only the learned-reward part changes (``rewards += new - previous``), so SB3's value bootstrap added
+    to truncated steps is kept.
+
+    Args:
+        buffer: A full rollout buffer.
+        learned_reward: The refitted reward.
+        previous_rewards: ``(n_steps, n_envs)`` rewards the previous model gave the same steps.
+        last_values: Values of the observations after the last step (for GAE).
+        dones: Episode ends at the last step.
+    """
+    buffer.rewards += rollout_rewards(buffer, learned_reward) - previous_rewards
+    buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+
+
+def rollout_rewards(buffer: RolloutBuffer | DictRolloutBuffer, learned_reward: LearnedReward) -> np.ndarray:
+    """The learned reward of every step in a rollout buffer, ``(n_steps, n_envs)``."""
+    return predict_buffer_rewards(
+        learned_reward, buffer.observations, buffer.actions, buffer.buffer_size, buffer.n_envs
+    )
+
+
+def _flatten_leading(observations: Any, n: int) -> Any:
+    if isinstance(observations, dict):
+        return {
+            key: value[: n // value.shape[1]].reshape(n, *value.shape[2:])
+            for key, value in observations.items()
+        }
+    return observations[: n // observations.shape[1]].reshape(n, *observations.shape[2:])
+
+
+def _to_space_layout(observations: Any, space: spaces.Space) -> Any:
+    """Undo SB3's automatic channel-first transpose (``VecTransposeImage``) of image observations."""
+    if isinstance(observations, dict) or not isinstance(space, spaces.Box):
+        return observations
+    if observations.shape[1:] == space.shape:
+        return observations
+    if observations.shape[1:] == (space.shape[-1], *space.shape[:-1]):
+        return np.moveaxis(observations, 1, -1)
+    raise ValueError(
+        f"buffer observations of shape {observations.shape[1:]} do not match the preference wrapper's "
+        f"{space.shape}: put PreferenceRewardWrapper outermost (after VecFrameStack/VecNormalize-free stacks)."
+    )

@@ -1,0 +1,190 @@
+"""Fit the reward ensemble to preferences: bootstrapped members, adaptive L2, bounded time."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from prefwrap.preference_dataset import PreferenceDataset
+from prefwrap.preference_loss import preference_loss
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What one refit did: losses, held-out accuracy, the L2 coefficient reached, and its cost."""
+
+    train_loss: float
+    validation_loss: float
+    validation_accuracy: float
+    l2_coef: float
+    gradient_steps: int
+    seconds: float
+
+
+def segment_returns(
+    model: nn.Module, observations: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Per-member predicted returns of segments.
+
+    Args:
+        model: An ensemble mapping ``(E, N, ...)`` or ``(N, ...)`` inputs to ``(E, N)`` rewards.
+        observations: ``(S, H, *obs)`` shared by all members, or ``(E, S, H, *obs)`` per member.
+        actions: ``(S, H, D_a)`` or ``(E, S, H, D_a)``.
+        mask: ``(S, H)`` or ``(E, S, H)``; 1 for valid steps, 0 for padding.
+
+    Returns:
+        ``(E, S)`` sums of the predicted reward over each segment's valid steps.
+    """
+    lead = mask.shape  # (S, H) shared, or (E, S, H) per member
+    obs = observations.reshape(*lead[:-2], -1, *observations.shape[mask.dim() :])
+    act = actions.reshape(*lead[:-2], -1, actions.shape[-1])
+    rewards = model(obs, act)  # (E, S * H)
+    rewards = rewards.reshape(rewards.shape[0], *lead[-2:])
+    return (rewards * mask).sum(dim=-1)
+
+
+class RewardFitter:
+    """Fits a reward ensemble with the Bradley-Terry loss, warm-started across calls.
+
+    Each member trains on its own online bootstrap of the labels (see
+    :class:`~prefwrap.preference_dataset.PreferenceDataset`) and is validated on the pairs it left out.
+    After every epoch the L2 coefficient is adapted so the validation loss stays 1.1-1.5x the training
+    loss (the paper's regulariser). Each call to :meth:`fit` stops after ``epochs`` passes or ``max_seconds``.
+
+    Args:
+        model: The ensemble (``MlpRewardEnsemble`` or a CNN ensemble with the same call signature).
+        learning_rate: Adam step size.
+        batch_size: Pairs per member per gradient step.
+        epochs: Passes over the (bootstrapped) training labels per refit.
+        max_seconds: Wall-clock bound per refit; ``None`` for no bound.
+        noise: Assumed fraction of random answers in the Bradley-Terry model.
+        l2_coef: Initial L2 coefficient (adapted when ``adapt_l2``).
+        adapt_l2: Keep validation/training loss in ``[1.1, 1.5]`` by scaling the L2 coefficient.
+        seed: Seed of the bootstrap and batch sampling.
+    """
+
+    L2_RATIO_RANGE = (1.1, 1.5)
+    L2_STEP = 1.25  # multiplicative change per epoch: gentle, so noisy small validation sets don't swing it
+    L2_BOUNDS = (1e-6, 1.0)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        learning_rate: float = 1e-3,
+        batch_size: int = 64,
+        epochs: int = 5,
+        max_seconds: float | None = 30.0,
+        noise: float = 0.1,
+        l2_coef: float = 1e-4,
+        adapt_l2: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if batch_size < 1 or epochs < 1:
+            raise ValueError(f"batch_size and epochs must be >= 1, got {batch_size} and {epochs}")
+        self.model = model
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.max_seconds = max_seconds
+        self.noise = noise
+        self.l2_coef = l2_coef
+        self.adapt_l2 = adapt_l2
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+        self._rng = np.random.default_rng(seed)
+        self._weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
+
+    def fit(self, dataset: PreferenceDataset, epochs: int | None = None) -> FitReport:
+        """Refit on all labels in ``dataset``; returns losses and accuracy after the refit."""
+        start = time.perf_counter()
+        segments = dataset.segment_tensors()
+        left, right, targets, counts = dataset.pairs()
+        if len(targets) == 0:
+            raise ValueError("no labels yet: answer at least one non-skipped query before fitting")
+        self._set_input_statistics(segments)
+        in_bag = [np.repeat(np.arange(len(targets)), counts[:, m].numpy()) for m in range(counts.shape[1])]
+        in_bag = [index if len(index) else np.arange(len(targets)) for index in in_bag]
+        steps_per_epoch = max(1, int(np.ceil(max(len(index) for index in in_bag) / self.batch_size)))
+        steps = 0
+        self.model.train()
+        for _ in range(epochs or self.epochs):
+            batches = torch.as_tensor(
+                np.stack(
+                    [
+                        index[self._rng.integers(0, len(index), (steps_per_epoch, self.batch_size))]
+                        for index in in_bag
+                    ],
+                    axis=1,
+                )
+            )  # (steps, E, B)
+            for batch in batches:
+                loss = self._batch_loss(segments, (left, right, targets), batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                (loss + self.l2_coef * sum((w**2).sum() for w in self._weights)).backward()
+                self.optimizer.step()
+                steps += 1
+            train_loss, validation_loss, _ = self.evaluate(dataset)
+            if self.adapt_l2 and np.isfinite(validation_loss):
+                self._adapt_l2(validation_loss / max(train_loss, 1e-8))
+            if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
+                break
+        train_loss, validation_loss, validation_accuracy = self.evaluate(dataset)
+        return FitReport(
+            train_loss, validation_loss, validation_accuracy, self.l2_coef, steps, time.perf_counter() - start
+        )
+
+    def _set_input_statistics(self, segments: dict[str, torch.Tensor]) -> None:
+        """Standardise inputs with the statistics of every labelled step (models that support it)."""
+        if hasattr(self.model, "fit_input_statistics"):
+            valid = segments["mask"].reshape(-1) > 0
+            observations = segments["observations"].flatten(0, 1)[valid]
+            self.model.fit_input_statistics(observations, segments["actions"].flatten(0, 1)[valid])
+
+    def _batch_loss(
+        self,
+        segments: dict[str, torch.Tensor],
+        pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        batch: torch.Tensor,
+    ) -> torch.Tensor:
+        """Mean loss over ``batch`` (``(E, B)`` pair indices, one row per member)."""
+        left_rows, right_rows, targets = pairs
+        rows = torch.stack([left_rows[batch], right_rows[batch]], dim=2).flatten(1)  # (E, 2B)
+        returns = segment_returns(
+            self.model, segments["observations"][rows], segments["actions"][rows], segments["mask"][rows]
+        ).reshape(*batch.shape, 2)
+        return preference_loss(returns[..., 0], returns[..., 1], targets[batch], self.noise).mean()
+
+    @torch.no_grad()
+    def evaluate(self, dataset: PreferenceDataset) -> tuple[float, float, float]:
+        """``(train_loss, validation_loss, validation_accuracy)`` of the current ensemble.
+
+        Each member is scored on its own bootstrap: training loss over its in-bag pairs (weighted by
+        their counts), validation loss and accuracy over its held-out pairs (accuracy ignores pairs
+        labelled equal). A member with no held-out pair adds nothing; no held-out pair at all gives nan.
+        """
+        self.model.eval()
+        segments = dataset.segment_tensors()
+        left, right, targets, counts = dataset.pairs()
+        returns = segment_returns(self.model, segments["observations"], segments["actions"], segments["mask"])
+        self.model.train()
+        losses = preference_loss(returns[:, left], returns[:, right], targets, self.noise)  # (E, P)
+        weights = counts.T.float()  # (E, P)
+        held_out = weights == 0
+        train_loss = ((losses * weights).sum() / weights.sum().clamp_min(1)).item()
+        if not held_out.any():
+            return train_loss, float("nan"), float("nan")
+        validation_loss = losses[held_out].mean().item()
+        correct = (returns[:, left] > returns[:, right]) == (targets > 0.5)
+        decided = held_out & (targets != 0.5)
+        accuracy = correct[decided].float().mean().item() if decided.any() else float("nan")
+        return train_loss, validation_loss, accuracy
+
+    def _adapt_l2(self, ratio: float) -> None:
+        low, high = self.L2_RATIO_RANGE
+        if ratio > high:
+            self.l2_coef = min(self.l2_coef * self.L2_STEP, self.L2_BOUNDS[1])
+        elif ratio < low:
+            self.l2_coef = max(self.l2_coef / self.L2_STEP, self.L2_BOUNDS[0])

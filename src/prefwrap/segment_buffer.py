@@ -1,0 +1,170 @@
+"""Cut the stream of vector-env steps into fixed-length segments and keep the most recent ones.
+
+Each sub-env keeps a rolling window of its last ``H`` steps. A segment is emitted every ``H`` steps of
+an episode, and once more when the episode ends: the episode's last ``H`` steps (overlapping the
+previous segment) or, for an episode shorter than ``H``, the whole episode padded with a mask. So a
+segment never spans two episodes and the end of every episode (where terminations happen) is seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prefwrap.records import Segment
+
+
+class SegmentBuffer:
+    """A bounded FIFO of segments, filled step by step from all sub-envs at once.
+
+    Args:
+        n_envs: Number of sub-environments.
+        segment_length: Steps per segment ``H``.
+        observation_shape: Shape of one observation as the reward model sees it.
+        observation_dtype: ``float32`` features or ``uint8`` images.
+        action_dim: Length of one action feature vector.
+        capacity: Segments kept; the oldest are dropped first.
+        first_segment_id: Id of the next segment (continues ids of a resumed run).
+        frame_capacity: Rendered frames are kept for the newest this many segments only (frames are
+            large and only a human labeler needs them).
+    """
+
+    def __init__(
+        self,
+        n_envs: int,
+        segment_length: int,
+        observation_shape: tuple[int, ...],
+        observation_dtype: np.dtype | type,
+        action_dim: int,
+        capacity: int = 10_000,
+        first_segment_id: int = 0,
+        frame_capacity: int = 128,
+    ) -> None:
+        if segment_length < 1:
+            raise ValueError(f"segment_length must be >= 1, got {segment_length}")
+        if capacity < 2:
+            raise ValueError(f"capacity must hold at least 2 segments, got {capacity}")
+        self.n_envs = n_envs
+        self.segment_length = segment_length
+        self.capacity = capacity
+        self.next_segment_id = first_segment_id
+        h = segment_length
+        self.observations = np.zeros((capacity, h, *observation_shape), dtype=observation_dtype)
+        self.actions = np.zeros((capacity, h, action_dim), dtype=np.float32)
+        self.true_rewards = np.zeros((capacity, h), dtype=np.float32)
+        self.lengths = np.zeros(capacity, dtype=np.int64)
+        self.segment_ids = np.full(capacity, -1, dtype=np.int64)
+        self.env_indices = np.zeros(capacity, dtype=np.int64)
+        self.timesteps = np.zeros(capacity, dtype=np.int64)
+        self.frame_capacity = frame_capacity
+        self._frames: np.ndarray | None = None
+        self._frame_ids = np.full(frame_capacity, -1, dtype=np.int64)
+        self._frame_cursor = 0
+        self.size = 0
+        self._cursor = 0
+        self._rows = np.arange(n_envs)
+        self._window_obs = np.zeros((n_envs, h, *observation_shape), dtype=observation_dtype)
+        self._window_actions = np.zeros((n_envs, h, action_dim), dtype=np.float32)
+        self._window_rewards = np.zeros((n_envs, h), dtype=np.float32)
+        self._window_frames: np.ndarray | None = None
+        self._episode_steps = np.zeros(n_envs, dtype=np.int64)
+        self._since_emit = np.zeros(n_envs, dtype=np.int64)
+
+    def add(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        true_rewards: np.ndarray,
+        dones: np.ndarray,
+        timestep: int,
+        frames: np.ndarray | None = None,
+    ) -> None:
+        """Record one vector step (``observations`` are those the actions were taken in).
+
+        Args:
+            observations: ``(n_envs, *observation_shape)``.
+            actions: ``(n_envs, action_dim)`` action features.
+            true_rewards: ``(n_envs,)``.
+            dones: ``(n_envs,)`` episode ended at this step (terminated or truncated).
+            timestep: Global timestep, stored with emitted segments.
+            frames: Optional ``(n_envs, height, width, 3)`` uint8 renders for human labelers.
+        """
+        column = self._episode_steps % self.segment_length
+        self._window_obs[self._rows, column] = observations
+        self._window_actions[self._rows, column] = actions
+        self._window_rewards[self._rows, column] = true_rewards
+        if frames is not None:
+            if self._window_frames is None:
+                shape = (self.segment_length, *frames.shape[1:])
+                self._window_frames = np.zeros((self.n_envs, *shape), np.uint8)
+                self._frames = np.zeros((self.frame_capacity, *shape), np.uint8)
+            self._window_frames[self._rows, column] = frames
+        self._episode_steps += 1
+        self._since_emit += 1
+        emit = (self._since_emit == self.segment_length) | (dones & (self._since_emit > 0))
+        for env in np.flatnonzero(emit):
+            self._emit(int(env), timestep)
+        self._since_emit[emit] = 0
+        self._episode_steps[dones] = 0
+        self._since_emit[dones] = 0
+
+    def _emit(self, env: int, timestep: int) -> None:
+        """Copy env's last ``min(episode_steps, H)`` steps, in time order, into the FIFO."""
+        h = self.segment_length
+        length = int(min(self._episode_steps[env], h))
+        order = (np.arange(self._episode_steps[env] - length, self._episode_steps[env])) % h
+        row = self._cursor
+        self.observations[row, :length] = self._window_obs[env, order]
+        self.actions[row, :length] = self._window_actions[env, order]
+        self.true_rewards[row, :length] = self._window_rewards[env, order]
+        if length < h:
+            self.observations[row, length:] = 0
+            self.actions[row, length:] = 0
+            self.true_rewards[row, length:] = 0
+        if self._frames is not None and self._window_frames is not None:
+            slot = self._frame_cursor
+            self._frames[slot, :length] = self._window_frames[env, order]
+            self._frames[slot, length:] = 0
+            self._frame_ids[slot] = self.next_segment_id
+            self._frame_cursor = (slot + 1) % self.frame_capacity
+        self.lengths[row] = length
+        self.segment_ids[row] = self.next_segment_id
+        self.env_indices[row] = env
+        self.timesteps[row] = timestep
+        self.next_segment_id += 1
+        self._cursor = (self._cursor + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def segment(self, row: int) -> Segment:
+        """A copy of the segment stored at ``row`` (``0 <= row < size``)."""
+        return Segment(
+            segment_id=int(self.segment_ids[row]),
+            observations=self.observations[row].copy(),
+            actions=self.actions[row].copy(),
+            true_rewards=self.true_rewards[row].copy(),
+            length=int(self.lengths[row]),
+            frames=self._frames_of(int(self.segment_ids[row])),
+            env_index=int(self.env_indices[row]),
+            timestep=int(self.timesteps[row]),
+        )
+
+    def _frames_of(self, segment_id: int) -> np.ndarray | None:
+        if self._frames is None:
+            return None
+        slots = np.flatnonzero(self._frame_ids == segment_id)
+        return self._frames[slots[0]].copy() if len(slots) else None
+
+    def rows_with_frames(self) -> np.ndarray:
+        """Rows of stored segments whose frames are still kept."""
+        rows = self.newest_rows()
+        return rows[np.isin(self.segment_ids[rows], self._frame_ids)]
+
+    def valid_steps(self, max_segments: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Observation and action features of the valid steps of the newest ``max_segments`` segments."""
+        rows = self.newest_rows(max_segments)
+        mask = np.arange(self.segment_length)[None, :] < self.lengths[rows, None]
+        return self.observations[rows][mask], self.actions[rows][mask]
+
+    def newest_rows(self, count: int | None = None) -> np.ndarray:
+        """Rows of the newest ``count`` stored segments (all when ``None``), newest last."""
+        count = self.size if count is None else min(count, self.size)
+        return (self._cursor - count + np.arange(count)) % self.capacity

@@ -1,0 +1,276 @@
+"""Tests for the labels-file oracle and its parser."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prefwrap.oracles.base import Oracle
+from prefwrap.oracles.file import FileOracle, LabelFileError, read_label_file
+from prefwrap.records import Preference, Query, Segment
+
+
+def make_segment(segment_id: int) -> Segment:
+    return Segment(segment_id, np.zeros((3, 2), np.float32), np.zeros((3, 1)), np.zeros(3, np.float32), 3)
+
+
+def make_query(query_id: int, left_id: int | None = None, right_id: int | None = None) -> Query:
+    left_id = 100 + 2 * query_id if left_id is None else left_id
+    right_id = left_id + 1 if right_id is None else right_id
+    return Query(query_id, make_segment(left_id), make_segment(right_id))
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_is_an_oracle(tmp_path: Path) -> None:
+    assert isinstance(FileOracle(tmp_path / "labels.jsonl"), Oracle)
+
+
+def test_jsonl_happy_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "labels.jsonl",
+        "# answers from the annotation tool\n"
+        '{"query_id": 0, "label": "LEFT"}\n'
+        "\n"
+        '{"query_id": 1, "label": " Right ", "left_id": 102, "right_id": 103, "labeler": "alice"}\n'
+        '{"query_id": "2", "label": "equal", "labeler": "bob"}\n'
+        '{"query_id": 3.0, "label": "skip"}\n',
+    )
+    oracle = FileOracle(path, labeler="crowd")
+    queries = [make_query(i) for i in range(4)]
+    assert oracle.label(queries) == [Preference.LEFT, Preference.RIGHT, Preference.EQUAL, Preference.SKIP]
+    assert [oracle.labeler_for(i) for i in range(4)] == ["crowd", "alice", "bob", "crowd"]
+    assert oracle.labeler_for(99) == "crowd"
+    assert oracle.validate(queries) == []
+
+
+def test_csv_happy_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "labels.csv",
+        "\ufeffquery_id, label ,left_id,right_id,labeler\n"
+        "# a comment\n"
+        "0,left,100,101,\n"
+        "1,EQUAL,,,carol\n"
+        "\n"
+        "2,right,,,\n",
+    )
+    oracle = FileOracle(path)
+    assert oracle.label([make_query(i) for i in range(3)]) == [
+        Preference.LEFT,
+        Preference.EQUAL,
+        Preference.RIGHT,
+    ]
+    assert oracle.labeler_for(1) == "carol"
+    assert oracle.labeler_for(0) == "file"
+
+
+def test_csv_only_required_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "labels.csv", "label,query_id\nleft,5\n")
+    assert FileOracle(path).label([make_query(5)]) == [Preference.LEFT]
+
+
+def test_wait_returns_none_and_skip_answers_skip(tmp_path: Path) -> None:
+    path = write(tmp_path / "labels.jsonl", '{"query_id": 0, "label": "left"}\n')
+    queries = [make_query(0), make_query(1)]
+    assert FileOracle(path).label(queries) == [Preference.LEFT, None]
+    assert FileOracle(path, missing="skip").label(queries) == [Preference.LEFT, Preference.SKIP]
+
+
+def test_missing_file_waits_or_fails(tmp_path: Path) -> None:
+    path = tmp_path / "labels.jsonl"
+    assert FileOracle(path).label([make_query(0)]) == [None]
+    with pytest.raises(FileNotFoundError, match=r"labels\.jsonl"):
+        FileOracle(path, missing="skip").label([make_query(0)])
+
+
+def test_reread_after_append(tmp_path: Path) -> None:
+    path = write(tmp_path / "labels.jsonl", '{"query_id": 0, "label": "left"}\n')
+    oracle = FileOracle(path)
+    queries = [make_query(0), make_query(1)]
+    assert oracle.label(queries) == [Preference.LEFT, None]
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"query_id": 1, "label": "right", "labeler": "dave"}\n')
+    assert oracle.label(queries) == [Preference.LEFT, Preference.RIGHT]
+    assert oracle.labeler_for(1) == "dave"
+
+
+def test_unterminated_last_line_is_pending(tmp_path: Path) -> None:
+    path = write(tmp_path / "labels.jsonl", '{"query_id": 0, "label": "left"}\n{"query_id": 1, "la')
+    oracle = FileOracle(path)
+    queries = [make_query(0), make_query(1)]
+    assert oracle.label(queries) == [Preference.LEFT, None]
+    with path.open("a", encoding="utf-8") as f:
+        f.write('bel": "right"}\n')
+    assert oracle.label(queries) == [Preference.LEFT, Preference.RIGHT]
+
+
+def test_timeout_polls_until_answered(tmp_path: Path) -> None:
+    path = write(tmp_path / "labels.jsonl", "")
+
+    def answer_later() -> None:
+        time.sleep(0.2)
+        with path.open("a", encoding="utf-8") as f:
+            f.write('{"query_id": 0, "label": "equal"}\n')
+
+    thread = threading.Thread(target=answer_later)
+    thread.start()
+    start = time.monotonic()
+    result = FileOracle(path, timeout=5.0, poll_interval=0.02).label([make_query(0)])
+    thread.join()
+    assert result == [Preference.EQUAL]
+    assert time.monotonic() - start < 4.0
+
+
+def test_timeout_expires(tmp_path: Path) -> None:
+    path = write(tmp_path / "labels.jsonl", "")
+    start = time.monotonic()
+    assert FileOracle(path, timeout=0.15, poll_interval=0.05).label([make_query(0)]) == [None]
+    assert FileOracle(path, missing="skip", timeout=0.05, poll_interval=0.05).label([make_query(0)]) == [
+        Preference.SKIP
+    ]
+    assert 0.15 <= time.monotonic() - start < 2.0
+
+
+JSONL_CASES = {
+    "bad json": ('{"query_id": 1, "label": "left"', "invalid JSON"),
+    "not an object": ('[1, "left"]', "expected a JSON object, got list"),
+    "missing query_id": ('{"label": "left"}', "missing required field 'query_id'"),
+    "missing label": ('{"query_id": 1}', "missing required field 'label'"),
+    "unknown field": ('{"query_id": 1, "label": "left", "score": 3}', "unknown field(s) 'score'"),
+    "float id": ('{"query_id": 1.5, "label": "left"}', "query_id must be an integer, got 1.5"),
+    "text id": ('{"query_id": "one", "label": "left"}', "query_id must be an integer, got 'one'"),
+    "bool id": ('{"query_id": true, "label": "left"}', "query_id must be an integer, got True"),
+    "bad segment id": ('{"query_id": 1, "label": "left", "left_id": "x"}', "left_id must be an integer"),
+    "bad label": (
+        '{"query_id": 1, "label": "better"}',
+        "label must be one of left/right/equal/skip, got 'better'",
+    ),
+    "bad labeler": ('{"query_id": 1, "label": "left", "labeler": 7}', "labeler must be a non-empty string"),
+    "contradiction": (
+        '{"query_id": 0, "label": "right"}',
+        "contradicting answers for query 0: 'right' here, 'left' on line 1",
+    ),
+    "differing duplicate": (
+        '{"query_id": 0, "label": "left", "labeler": "eve"}',
+        "duplicate answer for query 0 differs from line 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", JSONL_CASES)
+def test_malformed_jsonl_names_file_line_and_problem(tmp_path: Path, case: str) -> None:
+    bad_line, message = JSONL_CASES[case]
+    path = write(tmp_path / "labels.jsonl", f'{{"query_id": 0, "label": "left"}}\n{bad_line}\n')
+    with pytest.raises(LabelFileError) as info:
+        FileOracle(path).label([make_query(0)])
+    assert len(info.value.problems) == 1
+    problem = info.value.problems[0]
+    assert (problem.path, problem.line) == (path, 2)
+    assert message in problem.message
+    assert f"{path}:2: " in str(info.value)
+
+
+CSV_CASES = {
+    "unknown column": ("query_id,label,score\n0,left,1\n", 1, "bad header: unknown column 'score'"),
+    "missing column": ("query_id\n0\n", 1, "bad header: missing column 'label'"),
+    "cell count": ("query_id,label\n0,left\n1,left,extra\n", 3, "expected 2 cells"),
+    "text id": ("query_id,label\n0,left\nabc,left\n", 3, "query_id must be an integer, got 'abc'"),
+    "bad label": ("query_id,label\n0,left\n1,maybe\n", 3, "label must be one of left/right/equal/skip"),
+    "missing label": ("query_id,label\n0,left\n1,\n", 3, "missing required field 'label'"),
+}
+
+
+@pytest.mark.parametrize("case", CSV_CASES)
+def test_malformed_csv_names_file_line_and_problem(tmp_path: Path, case: str) -> None:
+    text, line, message = CSV_CASES[case]
+    path = write(tmp_path / "labels.csv", text)
+    with pytest.raises(LabelFileError) as info:
+        FileOracle(path).label([make_query(0)])
+    assert [(p.path, p.line) for p in info.value.problems] == [(path, line)]
+    assert message in info.value.problems[0].message
+
+
+def test_all_problems_listed_and_valid_lines_kept(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "labels.jsonl",
+        '{"query_id": 0, "label": "left"}\n'
+        "not json\n"
+        '{"query_id": 1, "label": "right"}\n'
+        '{"query_id": 2, "label": "nope"}\n'
+        '{"query_id": 1, "label": "left"}\n'
+        '{"query_id": 3, "label": "equal"}\n',
+    )
+    queries = [make_query(i) for i in range(4)]
+    with pytest.raises(LabelFileError) as info:
+        FileOracle(path).label(queries)
+    assert [p.line for p in info.value.problems] == [2, 4, 5]
+    assert "3 problem(s)" in str(info.value)
+
+    answers, problems = read_label_file(path)
+    assert sorted(answers) == [0, 3]  # query 1 is contradicted, so neither answer counts
+    assert len(problems) == 3
+
+    oracle = FileOracle(path, on_error="warn")
+    with pytest.warns(UserWarning, match="3 problem"):
+        assert oracle.label(queries) == [Preference.LEFT, None, None, Preference.EQUAL]
+    # the same problems are not warned about twice
+    assert oracle.label(queries) == [Preference.LEFT, None, None, Preference.EQUAL]
+
+    write(path, '{"query_id": 0, "label": "left"}\n{"query_id": 1, "label": "right"}\n')
+    assert FileOracle(path).label(queries[:2]) == [Preference.LEFT, Preference.RIGHT]
+
+
+def test_identical_duplicates_are_tolerated(tmp_path: Path) -> None:
+    line = '{"query_id": 0, "label": "left", "labeler": "ann"}\n'
+    path = write(tmp_path / "labels.jsonl", line + line.replace("left", "LEFT"))
+    assert FileOracle(path).label([make_query(0)]) == [Preference.LEFT]
+
+
+def test_segment_id_mismatch(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "labels.jsonl",
+        '{"query_id": 0, "label": "left", "left_id": 101, "right_id": 100}\n'
+        '{"query_id": 1, "label": "left", "right_id": 999}\n'
+        '{"query_id": 2, "label": "right", "left_id": 104}\n',
+    )
+    queries = [make_query(0, 100, 101), make_query(1, 102, 103), make_query(2, 104, 105)]
+    with pytest.raises(LabelFileError) as info:
+        FileOracle(path).label(queries)
+    assert [p.line for p in info.value.problems] == [1, 2]
+    assert "query 0: left_id/right_id (101, 100) do not match the query's segments (100, 101) (swapped?)" in (
+        info.value.problems[0].message
+    )
+    assert "(None, 999)" in info.value.problems[1].message
+    # only the asked queries are checked: query 2's partial ids match
+    assert FileOracle(path).label(queries[2:]) == [Preference.RIGHT]
+
+
+def test_unknown_ids_are_not_errors_but_validate_reports_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "labels.jsonl", '{"query_id": 0, "label": "left"}\n{"query_id": 42, "label": "right"}\n'
+    )
+    oracle = FileOracle(path)
+    assert oracle.label([make_query(0)]) == [Preference.LEFT]
+    assert oracle.validate() == []
+    problems = oracle.validate(known_ids={0, 1})
+    assert [(p.line, p.message) for p in problems] == [(2, "query_id 42 was never issued by this run")]
+
+
+def test_constructor_validation(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"labels\.txt"):
+        FileOracle(tmp_path / "labels.txt")
+    with pytest.raises(ValueError, match="'later'"):
+        FileOracle(tmp_path / "l.jsonl", missing="later")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="-1"):
+        FileOracle(tmp_path / "l.jsonl", timeout=-1)
+    with pytest.raises(ValueError, match="poll_interval"):
+        FileOracle(tmp_path / "l.jsonl", poll_interval=0)
+    with pytest.raises(ValueError, match="on_error"):
+        FileOracle(tmp_path / "l.jsonl", on_error="ignore")  # type: ignore[arg-type]
