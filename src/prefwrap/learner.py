@@ -47,6 +47,8 @@ class PreferenceLearner:
         selection: ``"disagreement"`` (ensemble variance of P[left ≻ right]), ``"random"``, or a
             :class:`~prefwrap.selection.PairSelector`.
         candidate_factor: Candidate pairs sampled per pair asked (the paper: 10).
+        query_window: Candidates come from the newest this many segments, so labels describe what the
+            current policy does (where the reward must be right for the policy to improve).
         query_batch_size: Ask only once at least this many labels are due (after the first batch);
             default ``max(1, total_labels // 100)`` so refits stay rare on long runs.
         min_segments: Recorded segments needed before the first query.
@@ -72,6 +74,7 @@ class PreferenceLearner:
         schedule: LabelSchedule | None = None,
         selection: str | PairSelector = "disagreement",
         candidate_factor: int = 10,
+        query_window: int = 500,
         query_batch_size: int | None = None,
         min_segments: int = 64,
         store: PreferenceStore | str | os.PathLike | None = None,
@@ -106,6 +109,7 @@ class PreferenceLearner:
             )
         self.selector = _make_selector(selection, seed)
         self.candidate_factor = candidate_factor
+        self.query_window = query_window
         self.query_batch_size = query_batch_size or max(1, total_labels // 100)
         self.min_segments = max(2, min(min_segments, wrapper.segments.capacity))
         self.fit_epochs = fit_epochs

@@ -1,8 +1,7 @@
-"""Recompute rewards already stored in SB3 buffers after the reward model changed.
+"""Recompute the rewards stored in an SB3 replay buffer after the reward model changed.
 
 Off-policy algorithms (SAC, TD3, DQN) train on old transitions: without relabelling, a replay
-buffer mixes rewards from every past reward model (PEBBLE's fix). On-policy algorithms gain from
-relabelling the rollout just collected, so the first update after a refit already uses it.
+buffer mixes rewards from every past reward model (PEBBLE's fix).
 """
 
 from __future__ import annotations
@@ -10,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from gymnasium import spaces
-from stable_baselines3.common.buffers import DictReplayBuffer, DictRolloutBuffer, ReplayBuffer, RolloutBuffer
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 
 from prefwrap.learned_reward import LearnedReward
 
@@ -62,36 +60,6 @@ def relabel_replay_buffer(
     return n_steps * buffer.n_envs
 
 
-def relabel_rollout_buffer(
-    buffer: RolloutBuffer | DictRolloutBuffer,
-    learned_reward: LearnedReward,
-    previous_rewards: np.ndarray,
-    last_values: torch.Tensor,
-    dones: np.ndarray,
-) -> None:
-    """Swap the learned reward in a full rollout buffer and recompute returns and advantages.
-
-    Only the learned-reward part changes (``rewards += new - previous``), so SB3's value bootstrap added
-    to truncated steps is kept.
-
-    Args:
-        buffer: A full rollout buffer.
-        learned_reward: The refitted reward.
-        previous_rewards: ``(n_steps, n_envs)`` rewards the previous model gave the same steps.
-        last_values: Values of the observations after the last step (for GAE).
-        dones: Episode ends at the last step.
-    """
-    buffer.rewards += rollout_rewards(buffer, learned_reward) - previous_rewards
-    buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
-
-
-def rollout_rewards(buffer: RolloutBuffer | DictRolloutBuffer, learned_reward: LearnedReward) -> np.ndarray:
-    """The learned reward of every step in a rollout buffer, ``(n_steps, n_envs)``."""
-    return predict_buffer_rewards(
-        learned_reward, buffer.observations, buffer.actions, buffer.buffer_size, buffer.n_envs
-    )
-
-
 def _flatten_leading(observations: Any, n: int) -> Any:
     if isinstance(observations, dict):
         return {
@@ -111,5 +79,5 @@ def _to_space_layout(observations: Any, space: spaces.Space) -> Any:
         return np.moveaxis(observations, 1, -1)
     raise ValueError(
         f"buffer observations of shape {observations.shape[1:]} do not match the preference wrapper's "
-        f"{space.shape}: put PreferenceRewardWrapper outermost (after VecFrameStack/VecNormalize-free stacks)."
+        f"{space.shape}: put PreferenceRewardWrapper outermost, after VecFrameStack."
     )
