@@ -1,12 +1,13 @@
 """The learned reward r̂(o, a): ensemble mean, normalised to zero mean and a fixed standard deviation.
 
-Statistics are refreshed explicitly (:meth:`LearnedReward.update_statistics`, after each refit, from
-recent steps) and applied on every prediction, so the reward scale is constant between refits.
+Statistics are refreshed explicitly (:meth:`LearnedReward.refresh`, after each refit, from recent
+steps) and applied on every prediction, so the reward scale is constant between refits.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from prefwrap.reward_model import MlpRewardEnsemble
 from prefwrap.spaces import InputEncoder
 
 _FORMAT_VERSION = 1
+FAST_PATH_MAX_BATCH = 256  # above this, torch's batched kernels beat the numpy snapshot
 
 
 class LearnedReward:
@@ -59,6 +61,7 @@ class LearnedReward:
         self.reward_std = reward_std
         self.statistics = RunningMeanStd(shape=())
         self.fitted = False
+        self._fast_forward: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     def _build_model(self) -> nn.Module:
         if self.encoder.image_observations:
@@ -94,7 +97,10 @@ class LearnedReward:
         """Normalised ensemble-mean reward ``(N,)`` for encoded inputs; zeros before the first fit."""
         if not self.fitted:
             return np.zeros(len(action_features), dtype=np.float32)
-        raw = self.member_rewards(observation_features, action_features).mean(dim=0).cpu().numpy()
+        if self._fast_forward is not None and len(action_features) <= FAST_PATH_MAX_BATCH:
+            raw = self._fast_forward(observation_features, action_features).mean(axis=0)
+        else:
+            raw = self.member_rewards(observation_features, action_features).mean(dim=0).cpu().numpy()
         return self.normalize(raw)
 
     def predict(self, observations: Any, actions: Any) -> np.ndarray:
@@ -106,8 +112,12 @@ class LearnedReward:
         scale = self.reward_std / np.sqrt(self.statistics.var + 1e-8)
         return ((raw - self.statistics.mean) * scale).astype(np.float32)
 
-    def update_statistics(self, observation_features: np.ndarray, action_features: np.ndarray) -> None:
-        """Reset the normalisation statistics to the ensemble-mean reward on the given steps."""
+    def refresh(self, observation_features: np.ndarray, action_features: np.ndarray) -> None:
+        """Call after the weights changed: marks the reward fitted, snapshots the weights for fast
+        per-step inference, and resets the normalisation statistics to the ensemble-mean reward on the
+        given steps (``(N, *obs)``, ``(N, D_a)`` features)."""
+        self.fitted = True
+        self._snapshot()
         raw = []
         for start in range(0, len(action_features), 65536):
             chunk = slice(start, start + 65536)
@@ -174,4 +184,9 @@ class LearnedReward:
         reward.statistics.var = np.float64(state["statistics"]["var"])
         reward.statistics.count = state["statistics"]["count"]
         reward.fitted = bool(state["fitted"])
+        reward._snapshot()
         return reward
+
+    def _snapshot(self) -> None:
+        numpy_forward = getattr(self.model, "numpy_forward", None)
+        self._fast_forward = numpy_forward() if callable(numpy_forward) else None

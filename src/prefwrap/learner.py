@@ -50,7 +50,7 @@ class PreferenceLearner:
         query_window: Candidates come from the newest this many segments, so labels describe what the
             current policy does (where the reward must be right for the policy to improve).
         query_batch_size: Ask only once at least this many labels are due (after the first batch);
-            default ``max(1, total_labels // 100)`` so refits stay rare on long runs.
+            default ``max(1, total_labels // 20)``: about 20 query rounds and refits per run.
         min_segments: Recorded segments needed before the first query.
         store: A :class:`PreferenceStore`, the path of one (created or resumed), or ``None`` for an
             in-memory store (labels then die with the process).
@@ -110,7 +110,7 @@ class PreferenceLearner:
         self.selector = _make_selector(selection, seed)
         self.candidate_factor = candidate_factor
         self.query_window = query_window
-        self.query_batch_size = query_batch_size or max(1, total_labels // 100)
+        self.query_batch_size = query_batch_size or max(1, total_labels // 20)
         self.min_segments = max(2, min(min_segments, wrapper.segments.capacity))
         self.fit_epochs = fit_epochs
         self.initial_fit_epochs = initial_fit_epochs
@@ -177,9 +177,7 @@ class PreferenceLearner:
         epochs = self.initial_fit_epochs if not self.wrapper.learned_reward.fitted else self.fit_epochs
         self.last_fit = self.fitter.fit(self.dataset, epochs=epochs)
         self._labels_since_fit = 0
-        learned_reward = self.wrapper.learned_reward
-        learned_reward.fitted = True
-        learned_reward.update_statistics(*self.wrapper.segments.valid_steps(self.normalization_segments))
+        self.wrapper.learned_reward.refresh(*self.wrapper.segments.valid_steps(self.normalization_segments))
         return self.last_fit
 
     def _ask(self, queries: list[Query]) -> None:

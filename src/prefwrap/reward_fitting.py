@@ -126,12 +126,11 @@ class RewardFitter:
                 (loss + self.l2_coef * sum((w**2).sum() for w in self._weights)).backward()
                 self.optimizer.step()
                 steps += 1
-            train_loss, validation_loss, _ = self.evaluate(dataset)
+            train_loss, validation_loss, validation_accuracy = self.evaluate(dataset)
             if self.adapt_l2 and np.isfinite(validation_loss):
                 self._adapt_l2(validation_loss / max(train_loss, 1e-8))
             if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
                 break
-        train_loss, validation_loss, validation_accuracy = self.evaluate(dataset)
         return FitReport(
             train_loss, validation_loss, validation_accuracy, self.l2_coef, steps, time.perf_counter() - start
         )
