@@ -28,18 +28,46 @@ import numpy as np
 
 PPO_ZOO: dict[str, dict[str, Any]] = {
     "Pendulum-v1": dict(
-        n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
-        learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4,
+        n_envs=4,
+        n_steps=1024,
+        gae_lambda=0.95,
+        gamma=0.9,
+        n_epochs=10,
+        ent_coef=0.0,
+        learning_rate=1e-3,
+        clip_range=0.2,
+        use_sde=True,
+        sde_sample_freq=4,
     ),
     "HalfCheetah-v5": dict(
-        n_envs=1, normalize=True, n_steps=512, batch_size=64, gamma=0.98, learning_rate=2.0633e-05,
-        ent_coef=0.000401762, clip_range=0.1, n_epochs=20, gae_lambda=0.92, max_grad_norm=0.8,
-        vf_coef=0.58096, policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256])),
+        n_envs=1,
+        normalize=True,
+        n_steps=512,
+        batch_size=64,
+        gamma=0.98,
+        learning_rate=2.0633e-05,
+        ent_coef=0.000401762,
+        clip_range=0.1,
+        n_epochs=20,
+        gae_lambda=0.92,
+        max_grad_norm=0.8,
+        vf_coef=0.58096,
+        policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256])),
     ),
     "Hopper-v5": dict(
-        n_envs=1, normalize=True, n_steps=512, batch_size=32, gamma=0.999, learning_rate=9.80828e-05,
-        ent_coef=0.00229519, clip_range=0.2, n_epochs=5, gae_lambda=0.99, max_grad_norm=0.7,
-        vf_coef=0.835671, policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256])),
+        n_envs=1,
+        normalize=True,
+        n_steps=512,
+        batch_size=32,
+        gamma=0.999,
+        learning_rate=9.80828e-05,
+        ent_coef=0.00229519,
+        clip_range=0.2,
+        n_epochs=5,
+        gae_lambda=0.99,
+        max_grad_norm=0.7,
+        vf_coef=0.835671,
+        policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256])),
     ),
 }
 DEFAULT_PPO = dict(n_envs=4)
@@ -78,7 +106,9 @@ def run_arm(arm: str, args: argparse.Namespace, seed: int) -> dict[str, float]:
         learner_kwargs = parse_kwargs(args.learner_kwargs)
         if args.decay_timesteps:
             learner_kwargs["schedule"] = DecayingSchedule(args.labels, decay_timesteps=args.decay_timesteps)
-        callback = PreferenceCallback(venv, oracle=SyntheticOracle(seed=seed), total_labels=args.labels, seed=seed, **learner_kwargs)
+        callback = PreferenceCallback(
+            venv, oracle=SyntheticOracle(seed=seed), total_labels=args.labels, seed=seed, **learner_kwargs
+        )
     if normalize:  # zoo's VecNormalize; rewards normalised for both arms alike
         venv = VecNormalize(venv, gamma=config.get("gamma", 0.99))
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **config)
@@ -93,7 +123,9 @@ def run_arm(arm: str, args: argparse.Namespace, seed: int) -> dict[str, float]:
     result = {"arm": arm, "seed": seed, "return": float(mean_return), "seconds": seconds}
     if callback is not None:
         result["labels"] = callback.learner.n_labels
-        result["val_accuracy"] = callback.learner.last_fit.validation_accuracy if callback.learner.last_fit else float("nan")
+        result["val_accuracy"] = (
+            callback.learner.last_fit.validation_accuracy if callback.learner.last_fit else float("nan")
+        )
     print(json.dumps(result), flush=True)
     return result
 
@@ -116,15 +148,21 @@ def random_return(args: argparse.Namespace) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="Pendulum-v1")
-    parser.add_argument("--env-kwargs", nargs="*", default=[], help="key=value, e.g. terminate_when_unhealthy=False")
+    parser.add_argument(
+        "--env-kwargs", nargs="*", default=[], help="key=value, e.g. terminate_when_unhealthy=False"
+    )
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--labels", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--decay-timesteps", type=float, default=None, help="override the schedule's c")
-    parser.add_argument("--learner-kwargs", nargs="*", default=[], help="key=value passed to PreferenceCallback")
+    parser.add_argument(
+        "--learner-kwargs", nargs="*", default=[], help="key=value passed to PreferenceCallback"
+    )
     parser.add_argument("--arms", nargs="+", default=["true", "rlhf"], choices=["true", "rlhf"])
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
@@ -134,22 +172,32 @@ def main() -> None:
         results = list(pool.map(run_arm, [a for a, _ in jobs], [args] * len(jobs), [s for _, s in jobs]))
     baseline = random_return(args)
     by_arm = {arm: [r for r in results if r["arm"] == arm] for arm in args.arms}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     print(f"\n## {args.env}: {args.steps} steps, {args.labels} labels, seeds {args.seeds}")
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"commit {commit}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} workers\n")
+    print(
+        f"commit {commit}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} workers\n"
+    )
     print("| arm | mean return | std | mean wall-clock s |")
     print("|---|---|---|---|")
     for arm, rows in by_arm.items():
         returns = [r["return"] for r in rows]
-        print(f"| {arm} | {np.mean(returns):.1f} | {np.std(returns):.1f} | {np.mean([r['seconds'] for r in rows]):.1f} |")
+        print(
+            f"| {arm} | {np.mean(returns):.1f} | {np.std(returns):.1f} | {np.mean([r['seconds'] for r in rows]):.1f} |"
+        )
     print(f"| random policy | {baseline:.1f} | | |")
     if set(by_arm) == {"true", "rlhf"}:
         true_mean = np.mean([r["return"] for r in by_arm["true"]])
         rlhf_mean = np.mean([r["return"] for r in by_arm["rlhf"]])
-        time_ratio = np.mean([r["seconds"] for r in by_arm["rlhf"]]) / np.mean([r["seconds"] for r in by_arm["true"]])
+        time_ratio = np.mean([r["seconds"] for r in by_arm["rlhf"]]) / np.mean(
+            [r["seconds"] for r in by_arm["true"]]
+        )
         print(f"\nreturn ratio RLHF ÷ true: {rlhf_mean / true_mean:.3f}")
-        print(f"normalised score (RLHF - random) ÷ (true - random): {(rlhf_mean - baseline) / (true_mean - baseline):.3f}")
+        print(
+            f"normalised score (RLHF - random) ÷ (true - random): {(rlhf_mean - baseline) / (true_mean - baseline):.3f}"
+        )
         print(f"wall-clock ratio RLHF ÷ true: {time_ratio:.3f} (steps/s ratio {1 / time_ratio:.3f})")
 
 

@@ -4,35 +4,49 @@ Wrap the env, add the callback::
 
     venv = PreferenceRewardWrapper(make_vec_env("HalfCheetah-v5", n_envs=4))
     PPO("MlpPolicy", venv).learn(1_000_000, callback=PreferenceCallback(venv, oracle=SyntheticOracle()))
+
+Names are imported lazily, so light processes (a labelling UI reading the store) do not pay for
+torch and Stable-Baselines3 unless they use them.
 """
 
-from prefwrap.callback import PreferenceCallback
-from prefwrap.learned_reward import LearnedReward
-from prefwrap.learner import PreferenceLearner
-from prefwrap.oracles import Oracle, SyntheticOracle
-from prefwrap.records import Label, Preference, Query, Segment
-from prefwrap.reward_model import MlpRewardEnsemble
-from prefwrap.schedule import ConstantSchedule, DecayingSchedule
-from prefwrap.selection import DisagreementSelector, RandomSelector
-from prefwrap.store import PreferenceStore
-from prefwrap.wrapper import PreferenceRewardWrapper
+from __future__ import annotations
 
-__all__ = [
-    "ConstantSchedule",
-    "DecayingSchedule",
-    "DisagreementSelector",
-    "Label",
-    "LearnedReward",
-    "MlpRewardEnsemble",
-    "Oracle",
-    "Preference",
-    "PreferenceCallback",
-    "PreferenceLearner",
-    "PreferenceRewardWrapper",
-    "PreferenceStore",
-    "Query",
-    "RandomSelector",
-    "Segment",
-    "SyntheticOracle",
-]
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "ConstantSchedule": "prefwrap.schedule",
+    "DecayingSchedule": "prefwrap.schedule",
+    "DisagreementSelector": "prefwrap.selection",
+    "FileOracle": "prefwrap.oracles.file",
+    "HumanOracle": "prefwrap.oracles.human",
+    "Label": "prefwrap.records",
+    "LearnedReward": "prefwrap.learned_reward",
+    "MlpRewardEnsemble": "prefwrap.reward_model",
+    "Oracle": "prefwrap.oracles.base",
+    "Preference": "prefwrap.records",
+    "PreferenceCallback": "prefwrap.callback",
+    "PreferenceLearner": "prefwrap.learner",
+    "PreferenceRewardWrapper": "prefwrap.wrapper",
+    "PreferenceStore": "prefwrap.store",
+    "Query": "prefwrap.records",
+    "RandomSelector": "prefwrap.selection",
+    "Segment": "prefwrap.records",
+    "SyntheticOracle": "prefwrap.oracles.synthetic",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prefwrap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

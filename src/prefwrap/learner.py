@@ -184,12 +184,12 @@ class PreferenceLearner:
         answers = list(self.oracle.label(queries))
         if len(answers) != len(queries):
             raise ValueError(
-                f"{type(self.oracle).__name__}.label returned {len(answers)} answers for {len(queries)} queries: "
-                "return exactly one Preference (or None for 'not yet') per query"
+                f"{type(self.oracle).__name__}.label returned {len(answers)} answers for {len(queries)} "
+                "queries: return exactly one Preference (or None for 'not yet') per query"
             )
         labeler = getattr(self.oracle, "labeler", type(self.oracle).__name__)
         labeler_for = getattr(self.oracle, "labeler_for", None)
-        for query, answer in zip(queries, answers):
+        for query, answer in zip(queries, answers, strict=True):
             if answer is None:
                 continue
             who = labeler_for(query.query_id) if callable(labeler_for) else labeler

@@ -7,6 +7,7 @@ members is a handful of batched matrix products rather than a Python loop.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -59,7 +60,7 @@ class MlpRewardEnsemble(nn.Module):
         self.use_actions = use_actions
         in_features = observation_dim + (action_dim if use_actions else 0)
         sizes = [in_features, *hidden_sizes, 1]
-        self.layers = nn.ModuleList(EnsembleLinear(n_members, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(EnsembleLinear(n_members, a, b) for a, b in itertools.pairwise(sizes))
         self.activation = nn.LeakyReLU(0.01)
         self.register_buffer("input_mean", torch.zeros(in_features))
         self.register_buffer("input_std", torch.ones(in_features))

@@ -82,8 +82,8 @@ class PreferenceRewardWrapper:
                 cls = EnvPreferenceRewardWrapper
             else:
                 raise TypeError(
-                    f"PreferenceRewardWrapper needs a gymnasium.Env or an SB3 VecEnv, got {type(env).__name__}; "
-                    "build one with gymnasium.make(...) or stable_baselines3.common.env_util.make_vec_env(...)."
+                    "PreferenceRewardWrapper needs a gymnasium.Env or an SB3 VecEnv, got "
+                    f"{type(env).__name__}: build one with gymnasium.make(...) or make_vec_env(...)."
                 )
         return object.__new__(cls)
 
@@ -158,8 +158,8 @@ class PreferenceRewardWrapper:
             )
         if not np.isfinite(true_rewards).all():
             raise ValueError(
-                f"the env returned a non-finite reward {true_rewards}: the true reward feeds synthetic labels "
-                "and evaluation, so fix the env (or replace NaN with a finite value in a reward wrapper)."
+                f"the env returned a non-finite reward {true_rewards}: the true reward feeds synthetic "
+                "labels and evaluation: fix the env, or replace NaN with a finite value in a reward wrapper."
             )
         learned = self.learned_reward.predict_features(obs_features, action_features)
         if not np.isfinite(learned).all():
@@ -253,7 +253,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         learned, finished = self._record_step(
             self._last_obs, self._actions, np.asarray(true_rewards, dtype=np.float32), dones, self._frames
         )
-        for info, reward, summary in zip(infos, true_rewards, finished):
+        for info, reward, summary in zip(infos, true_rewards, finished, strict=True):
             info["true_reward"] = float(reward)
             if summary is not None:
                 info["pref_episode"] = summary
@@ -338,7 +338,8 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         frame = self.env.render()
         if not isinstance(frame, np.ndarray):
             raise RuntimeError(
-                'record_frames=True needs render_mode="rgb_array": gymnasium.make(id, render_mode="rgb_array")'
+                "record_frames=True needs an env that renders frames: "
+                'gymnasium.make(env_id, render_mode="rgb_array")'
             )
         return frame[None].astype(np.uint8, copy=False)
 
