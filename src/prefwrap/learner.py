@@ -18,7 +18,7 @@ import torch
 
 from prefwrap.oracles.base import Oracle
 from prefwrap.preference_dataset import PreferenceDataset
-from prefwrap.records import Query
+from prefwrap.records import Preference, Query
 from prefwrap.reward_fitting import FitReport, RewardFitter, segment_returns
 from prefwrap.schedule import DecayingSchedule, LabelSchedule
 from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, preference_disagreement
@@ -99,6 +99,15 @@ class PreferenceLearner:
             raise ValueError(f"total_labels must be >= 1, got {total_labels}")
         if candidate_factor < 1:
             raise ValueError(f"candidate_factor must be >= 1, got {candidate_factor}")
+        if getattr(oracle, "needs_frames", False) and not (
+            wrapper.record_frames or wrapper.learned_reward.encoder.image_observations
+        ):
+            raise ValueError(
+                f"{type(oracle).__name__} shows clips to a person, but the wrapper records no frames: "
+                'create the env with render_mode="rgb_array" and wrap it with record_frames=True'
+            )
+        if hasattr(oracle, "on_label") and oracle.on_label is None:
+            oracle.on_label = self._store_answer  # each answer is stored the moment it is given
         self.wrapper = wrapper
         self.oracle = oracle
         self.total_labels = total_labels
@@ -187,20 +196,23 @@ class PreferenceLearner:
                 f"{type(self.oracle).__name__}.label returned {len(answers)} answers for {len(queries)} "
                 "queries: return exactly one Preference (or None for 'not yet') per query"
             )
-        labeler = getattr(self.oracle, "labeler", type(self.oracle).__name__)
-        labeler_for = getattr(self.oracle, "labeler_for", None)
         for query, answer in zip(queries, answers, strict=True):
-            if answer is None:
-                continue
-            who = labeler_for(query.query_id) if callable(labeler_for) else labeler
-            try:
-                self.store.add_label(query.query_id, answer, who)
-            except ValueError:
-                if query.query_id not in self._labelled_ids():
-                    raise  # not a race with another labeller: a real error
+            if answer is not None:
+                self._store_answer(query, answer)
 
-    def _labelled_ids(self) -> set[int]:
-        return {label.query_id for label in self.store.labels()}
+    def _store_answer(self, query: Query, answer: Preference) -> None:
+        """Write one answer durably; an answer already stored (by ``on_label`` or another process) is kept."""
+        labeler_for = getattr(self.oracle, "labeler_for", None)
+        labeler = (
+            labeler_for(query.query_id)
+            if callable(labeler_for)
+            else getattr(self.oracle, "labeler", type(self.oracle).__name__)
+        )
+        try:
+            self.store.add_label(query.query_id, answer, labeler)
+        except ValueError:
+            if all(label.query_id != query.query_id for label in self.store.labels()):
+                raise  # not answered before: a real error
 
     def _ingest_stored_labels(self) -> int:
         """Read labels written since the last read (by this process or another) into the dataset."""

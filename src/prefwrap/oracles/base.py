@@ -16,6 +16,11 @@ class Oracle(Protocol):
     :class:`~prefwrap.records.Preference`, or ``None`` when that query has no answer yet (an
     asynchronous labeler or a labels file that is still being filled); unanswered queries are
     asked again later. ``labeler`` names who answers, so mixed human/synthetic data stay apart.
+
+    Optional attributes the learner honours: ``needs_frames = True`` (the oracle shows rendered
+    clips, so only segments with frames are queried), ``on_label`` (set by the learner to store each
+    answer the moment it is given, for oracles that answer over time, like a person), and
+    ``labeler_for(query_id) -> str`` (a per-answer labeler id, e.g. from a labels file).
     """
 
     labeler: str
