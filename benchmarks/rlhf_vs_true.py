@@ -15,136 +15,18 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
 
 import numpy as np
-
-PPO_ZOO: dict[str, dict[str, Any]] = {
-    "Pendulum-v1": dict(
-        n_envs=4,
-        n_steps=1024,
-        gae_lambda=0.95,
-        gamma=0.9,
-        n_epochs=10,
-        ent_coef=0.0,
-        learning_rate=1e-3,
-        clip_range=0.2,
-        use_sde=True,
-        sde_sample_freq=4,
-    ),
-    "HalfCheetah-v5": dict(
-        n_envs=1,
-        normalize=True,
-        n_steps=512,
-        batch_size=64,
-        gamma=0.98,
-        learning_rate=2.0633e-05,
-        ent_coef=0.000401762,
-        clip_range=0.1,
-        n_epochs=20,
-        gae_lambda=0.92,
-        max_grad_norm=0.8,
-        vf_coef=0.58096,
-        policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256])),
-    ),
-    "Hopper-v5": dict(
-        n_envs=1,
-        normalize=True,
-        n_steps=512,
-        batch_size=32,
-        gamma=0.999,
-        learning_rate=9.80828e-05,
-        ent_coef=0.00229519,
-        clip_range=0.2,
-        n_epochs=5,
-        gae_lambda=0.99,
-        max_grad_norm=0.7,
-        vf_coef=0.835671,
-        policy_kwargs=dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256])),
-    ),
-}
-DEFAULT_PPO = dict(n_envs=4)
-
-
-def parse_kwargs(items: list[str]) -> dict[str, Any]:
-    parsed = {}
-    for item in items:
-        key, value = item.split("=", 1)
-        try:
-            parsed[key] = json.loads(value.lower() if value in ("True", "False") else value)
-        except json.JSONDecodeError:
-            parsed[key] = value
-    return parsed
-
-
-def run_arm(arm: str, args: argparse.Namespace, seed: int) -> dict[str, float]:
-    """Train one arm for one seed; returns its evaluated true return and wall-clock seconds."""
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from prefwrap import DecayingSchedule, PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
-
-    torch.set_num_threads(1)
-    env_kwargs = parse_kwargs(args.env_kwargs)
-    config = dict(PPO_ZOO.get(args.env, DEFAULT_PPO))
-    n_envs = config.pop("n_envs")
-    normalize = config.pop("normalize", False)
-    venv = make_vec_env(args.env, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
-    callback = None
-    if arm == "rlhf":
-        venv = PreferenceRewardWrapper(venv)
-        learner_kwargs = parse_kwargs(args.learner_kwargs)
-        if args.decay_timesteps:
-            learner_kwargs["schedule"] = DecayingSchedule(args.labels, decay_timesteps=args.decay_timesteps)
-        callback = PreferenceCallback(
-            venv, oracle=SyntheticOracle(seed=seed), total_labels=args.labels, seed=seed, **learner_kwargs
-        )
-    if normalize:  # zoo's VecNormalize; rewards normalised for both arms alike
-        venv = VecNormalize(venv, gamma=config.get("gamma", 0.99))
-    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **config)
-    start = time.perf_counter()
-    model.learn(args.steps, callback=callback)
-    seconds = time.perf_counter() - start
-    eval_env = make_vec_env(args.env, n_envs=1, seed=10_000 + seed, env_kwargs=env_kwargs)
-    if normalize:
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        eval_env.obs_rms = venv.obs_rms
-    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes)
-    result = {"arm": arm, "seed": seed, "return": float(mean_return), "seconds": seconds}
-    if callback is not None:
-        result["labels"] = callback.learner.n_labels
-        result["val_accuracy"] = (
-            callback.learner.last_fit.validation_accuracy if callback.learner.last_fit else float("nan")
-        )
-    print(json.dumps(result), flush=True)
-    return result
-
-
-def random_return(args: argparse.Namespace) -> float:
-    import gymnasium as gym
-
-    env = gym.make(args.env, **parse_kwargs(args.env_kwargs))
-    returns = []
-    for episode in range(args.eval_episodes):
-        env.reset(seed=20_000 + episode)
-        env.action_space.seed(episode)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
+from harness import (
+    git_commit,
+    machine,
+    make_job,
+    parse_kwargs,
+    random_return,
+    run_jobs,
+)
 
 
 def main() -> None:
@@ -167,19 +49,28 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
 
-    jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
-    with ProcessPoolExecutor(args.workers) as pool:
-        results = list(pool.map(run_arm, [a for a, _ in jobs], [args] * len(jobs), [s for _, s in jobs]))
-    baseline = random_return(args)
+    env_kwargs = parse_kwargs(args.env_kwargs)
+    jobs = [
+        make_job(
+            args.env,
+            arm,
+            seed,
+            args.steps,
+            env_kwargs=env_kwargs,
+            labels=args.labels,
+            learner_kwargs=parse_kwargs(args.learner_kwargs),
+            decay_timesteps=args.decay_timesteps,
+            eval_episodes=args.eval_episodes,
+        )
+        for seed in args.seeds
+        for arm in args.arms
+    ]
+    results = run_jobs(jobs, args.workers)
+    baseline = random_return(args.env, env_kwargs, args.eval_episodes)
     by_arm = {arm: [r for r in results if r["arm"] == arm] for arm in args.arms}
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     print(f"\n## {args.env}: {args.steps} steps, {args.labels} labels, seeds {args.seeds}")
     print(f"command: python {' '.join(sys.argv)}")
-    print(
-        f"commit {commit}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} workers\n"
-    )
+    print(f"commit {git_commit()}, {machine()}, {args.workers} workers\n")
     print("| arm | mean return | std | mean wall-clock s |")
     print("|---|---|---|---|")
     for arm, rows in by_arm.items():

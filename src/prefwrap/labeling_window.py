@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 MIN_CLIP_WIDTH = 400
 """Small frames are scaled up by an integer factor until each clip is at least this wide (px)."""
 
-POLL_HZ = 60
-"""How often the window polls keys; a key press is seen at most ``1 / POLL_HZ`` s late."""
+MAX_WAIT = 0.1
+"""Longest wait for events (s) before ``on_frame`` runs again, even between slow frames."""
 
 _MARGIN = 20
 _HEADER_H = 76
@@ -58,6 +58,9 @@ _MISSING_FRAMES_HINT = (
 def import_pygame() -> Any:
     """Import pygame, or fail with the pip extra that installs it."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    # By default SDL turns SIGTERM (and SIGINT, where Python does not handle it) into a window-close
+    # event, which would merely pause labeling; `kill` must stop a training run instead.
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
     try:
         import pygame
     except ImportError as err:
@@ -125,11 +128,20 @@ class LabelingWindow:
         window_size: ``(width, height)`` in px; the clips are scaled (not necessarily by an integer)
             to fit. ``None`` sizes the window to the clips.
         title: Window caption.
-        event_source: Returns the pending pygame events; defaults to ``pygame.event.get``. Tests and
-            scripted sessions may replace it.
+        event_source: Returns the pending pygame events, polled once per frame. ``None`` (default)
+            reads pygame's queue and wakes up at once on a key press. Tests and scripted sessions
+            may replace it.
         clock: Monotonic time in seconds; playback position is computed from it.
-        on_frame: Called with the window after every loop iteration (after drawing), e.g. to post
-            events in a test or to save a screenshot.
+        on_frame: Called with the window after every frame is drawn (and at least every
+            :data:`MAX_WAIT` s), before events are read, e.g. to post events in a test or to save a
+            screenshot.
+
+    Attributes:
+        screen: The display surface while the window is open, else ``None``.
+        clip_rects: Where the LEFT and RIGHT clips are drawn on ``screen``.
+        query: The query on screen (``None`` on a message screen or when closed).
+        frame_index: The frame both clips show, in ``[0, max(left length, right length))``.
+        last_answer: The latest answer given in this window, shown in its header.
 
     Example:
         >>> window = LabelingWindow(fps=20)  # doctest: +SKIP
@@ -169,7 +181,6 @@ class LabelingWindow:
         self.last_answer: Preference | None = None
         self._frame_shape: tuple[int, int] | None = None
         self._fonts: dict[int, pygame.font.Font] = {}
-        self._tick: pygame.time.Clock | None = None
         self._key_answers = {
             pg.K_LEFT: Preference.LEFT,
             pg.K_RIGHT: Preference.RIGHT,
@@ -203,13 +214,19 @@ class LabelingWindow:
         self.query, self.frame_index = query, 0
         start, shown = self.clock(), -1
         while True:
-            for event in self._events():
-                if event.type == pg.QUIT:
-                    return self._pause()
+            position = int((self.clock() - start) * self.fps)
+            self.frame_index = position % period
+            if self.frame_index != shown:
+                shown = self.frame_index
+                self._draw_query(left, right, period, progress)
+            if self.on_frame is not None:
+                self.on_frame(self)
+            for event in self._events(until=start + (position + 1) / self.fps):
+                if _is_pause(pg, event):
+                    self.close()
+                    return None
                 if event.type != pg.KEYDOWN:
                     continue
-                if event.key == pg.K_ESCAPE:
-                    return self._pause()
                 if event.key == pg.K_r:
                     start, shown = self.clock(), -1
                     continue
@@ -217,13 +234,6 @@ class LabelingWindow:
                 if answer is not None:
                     self.last_answer = answer
                     return answer
-            self.frame_index = int((self.clock() - start) * self.fps) % period
-            if self.frame_index != shown:
-                shown = self.frame_index
-                self._draw_query(left, right, period, progress)
-            if self.on_frame is not None:
-                self.on_frame(self)
-            self._wait_tick()
 
     def wait(self, message: str, seconds: float) -> bool:
         """Show ``message`` for ``seconds`` while reading keys.
@@ -234,28 +244,31 @@ class LabelingWindow:
         """
         self._ensure_open(self._frame_shape or (210, 160), self._frame_shape or (210, 160))
         pg = self.pg
+        self.query = None
         end = self.clock() + seconds
-        self.show_message(message)
+        self.show_message(message, hint="Esc: stop labeling")
         while self.clock() < end:
-            for event in self._events():
-                if event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key == pg.K_ESCAPE):
-                    self._pause()
-                    return False
             if self.on_frame is not None:
                 self.on_frame(self)
-            self._wait_tick()
+            for event in self._events(until=end):
+                if _is_pause(pg, event):
+                    self.close()
+                    return False
         return True
 
-    def show_message(self, message: str) -> None:
-        """Replace the window's content by ``message`` (no-op if the window is closed)."""
+    def show_message(self, message: str, *, hint: str = "") -> None:
+        """Replace the window's content by ``message`` and a ``hint`` line (no-op if closed)."""
         if self.screen is None:
             return
         screen = self.screen
         screen.fill(_BACKGROUND)
         text = self._font(30).render(message, True, _TEXT)
         screen.blit(text, text.get_rect(center=screen.get_rect().center))
-        hint = self._font(22).render("Esc: pause", True, _DIM_TEXT)
-        screen.blit(hint, hint.get_rect(midbottom=(screen.get_width() // 2, screen.get_height() - _MARGIN)))
+        if hint:
+            line = self._font(24).render(hint, True, _DIM_TEXT)
+            screen.blit(
+                line, line.get_rect(midbottom=(screen.get_width() // 2, screen.get_height() - _MARGIN))
+            )
         self.pg.display.flip()
 
     def close(self) -> None:
@@ -269,16 +282,21 @@ class LabelingWindow:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _pause(self) -> None:
-        self.close()
-        return None
+    def _events(self, until: float) -> list[Any]:
+        """Events that arrive before time ``until`` (at most :data:`MAX_WAIT` s from now).
 
-    def _events(self) -> Iterable[Any]:
-        return self.event_source() if self.event_source is not None else self.pg.event.get()
-
-    def _wait_tick(self) -> None:
-        assert self._tick is not None
-        self._tick.tick(max(POLL_HZ, self.fps))
+        Returns as soon as there is one, so a key press is seen at once, not at the next frame.
+        """
+        timeout = min(until - self.clock(), MAX_WAIT)
+        if self.event_source is not None:
+            if timeout > 0:
+                time.sleep(timeout)
+            return list(self.event_source())
+        pg = self.pg
+        if timeout <= 0:
+            return pg.event.get()
+        first = pg.event.wait(max(1, round(timeout * 1000)))
+        return [] if first.type == pg.NOEVENT else [first, *pg.event.get()]
 
     def _font(self, size: int) -> pygame.font.Font:
         if size not in self._fonts:
@@ -307,7 +325,6 @@ class LabelingWindow:
         pg.font.init()
         self.screen = pg.display.set_mode((win_w, win_h))
         pg.display.set_caption(self.title)
-        self._tick = pg.time.Clock()
         self._frame_shape = frame_shape
         top = _HEADER_H + _TAG_H + _MARGIN
         gap = (win_w - 2 * clip_w) // 3
@@ -370,6 +387,11 @@ class LabelingWindow:
                 label = font.render(text, True, _TEXT)
                 screen.blit(label, label.get_rect(midleft=(x, rect.centery)))
                 x += label.get_width() + (8 if text == "/" else 28)
+
+
+def _is_pause(pg: Any, event: Any) -> bool:
+    """Esc, or the window's close button."""
+    return event.type == pg.QUIT or (event.type == pg.KEYDOWN and event.key == pg.K_ESCAPE)
 
 
 # Unit triangles (pointing left/right/up/down) drawn in the arrow key caps.

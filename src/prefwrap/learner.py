@@ -106,8 +106,6 @@ class PreferenceLearner:
                 f"{type(oracle).__name__} shows clips to a person, but the wrapper records no frames: "
                 'create the env with render_mode="rgb_array" and wrap it with record_frames=True'
             )
-        if hasattr(oracle, "on_label") and oracle.on_label is None:
-            oracle.on_label = self._store_answer  # each answer is stored the moment it is given
         self.wrapper = wrapper
         self.oracle = oracle
         self.total_labels = total_labels
@@ -146,6 +144,19 @@ class PreferenceLearner:
         )
         self._next_query_id = self.store.next_query_id()
         self._ingest_stored_labels()
+        self._connect_oracle()
+
+    def _connect_oracle(self) -> None:
+        """Fill the optional oracle attributes (see :class:`~prefwrap.oracles.base.Oracle`)."""
+        fps = self.wrapper.metadata.get("render_fps") if isinstance(self.wrapper.metadata, dict) else None
+        if fps:
+            self.store.set_meta("render_fps", str(fps))
+        if getattr(self.oracle, "env_fps", False) is None:
+            self.oracle.env_fps = fps
+        if getattr(self.oracle, "on_label", False) is None:
+            self.oracle.on_label = self._store_answer  # each answer is stored the moment it is given
+        if getattr(self.oracle, "asynchronous", False) and getattr(self.oracle, "store_path", False) is None:
+            self.oracle.store_path = self.store.path
 
     @property
     def n_labels(self) -> int:
@@ -174,6 +185,10 @@ class PreferenceLearner:
                 self._pending.extend(new_queries)
         asked = len(self._pending)
         if self._pending:
+            if hasattr(self.oracle, "progress_text"):
+                self.oracle.progress_text = (
+                    f"{self._n_answered} / {self.total_labels} labels, {len(self._pending)} queries waiting"
+                )
             self._ask(self._pending)
         answered_before = self._n_answered
         new_training = self._ingest_stored_labels()

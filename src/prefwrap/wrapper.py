@@ -217,6 +217,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         device: str = "cpu",
     ) -> None:
         VecEnvWrapper.__init__(self, env)
+        self.metadata = dict(env.metadata)  # VecEnvWrapper keeps only render_modes; keep render_fps too
         self._setup_recording(
             env.observation_space,
             env.action_space,

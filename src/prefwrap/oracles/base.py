@@ -19,8 +19,10 @@ class Oracle(Protocol):
 
     Optional attributes the learner honours: ``needs_frames = True`` (the oracle shows rendered
     clips, so only segments with frames are queried), ``on_label`` (set by the learner to store each
-    answer the moment it is given, for oracles that answer over time, like a person), and
-    ``labeler_for(query_id) -> str`` (a per-answer labeler id, e.g. from a labels file).
+    answer the moment it is given, for oracles that answer over time, like a person),
+    ``labeler_for(query_id) -> str`` (a per-answer labeler id, e.g. from a labels file),
+    ``env_fps`` and ``progress_text`` (set for display), and ``store_path`` (set for oracles that
+    label from another process through the store).
     """
 
     labeler: str

@@ -2,14 +2,18 @@
 
 Two ways to label:
 
-- :class:`HumanOracle`: synchronous; training waits while the window shows a batch of queries.
-- :func:`run_labeling_session`: asynchronous; a separate process (``prefwrap label RUN_DIR``) shows
-  the pending queries of a run's preference store as they appear and writes each answer to it.
+- :class:`HumanOracle`: synchronous by default, training waits while the window shows a batch of
+  queries; with ``asynchronous=True`` the window runs in its own process and training goes on with
+  the labels it has (as in the paper).
+- :func:`run_labeling_session`: a separate process (``prefwrap label RUN_DIR``, or the asynchronous
+  oracle's) shows the pending queries of a run's preference store as they appear and writes each
+  answer to it.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -49,12 +53,17 @@ class HumanOracle:
         window_size: ``(width, height)`` of the window in px; the clips are scaled to fit. ``None``
             sizes the window to the clips.
         on_label: ``on_label(query, preference)`` called after each answer.
+        asynchronous: Label in a separate process (:func:`run_labeling_session` on :attr:`store_path`,
+            which the preference learner sets): :meth:`label` returns at once with ``None`` for every
+            query and the learner picks the answers up from the store. If the person closes that
+            window it is not reopened; ``prefwrap label RUN_DIR`` continues.
 
     Attributes:
         progress_text: Extra progress shown under the batch progress, e.g.
             ``"312 / 1000 labels, 4 queries waiting"``; the caller may update it between batches.
         env_fps: The env's ``metadata["render_fps"]``, used when ``fps`` is ``None``.
         window: The :class:`~prefwrap.labeling_window.LabelingWindow`, created on first use.
+        store_path: The run's store file, for the asynchronous mode (set by the learner).
 
     Example:
         >>> oracle = HumanOracle(labeler="human:alice", on_label=lambda q, p: store.add_label(
@@ -71,6 +80,7 @@ class HumanOracle:
         labeler: str = "human",
         window_size: tuple[int, int] | None = None,
         on_label: Callable[[Query, Preference], None] | None = None,
+        asynchronous: bool = False,
     ) -> None:
         if fps is not None and not fps > 0:
             raise ValueError(f"fps must be positive or None, got {fps}")
@@ -85,6 +95,12 @@ class HumanOracle:
         self.progress_text: str | None = None
         self.env_fps: float | None = None
         self.window: LabelingWindow | None = None
+        self.asynchronous = asynchronous
+        self.store_path: str | os.PathLike[str] | None = None
+        self._session: multiprocessing.process.BaseProcess | None = None
+
+    needs_frames = True
+    """The learner queries only segments whose frames are kept (see ``record_frames``)."""
 
     def label(self, queries: Sequence[Query]) -> list[Preference | None]:
         """Show each query until answered; return one answer per query, ``None`` after a pause.
@@ -95,6 +111,9 @@ class HumanOracle:
         """
         answers: list[Preference | None] = [None] * len(queries)
         if not queries:
+            return answers
+        if self.asynchronous:
+            self._start_session()
             return answers
         for query in queries:  # fail before the window opens, not halfway through the batch
             clip_frames(query.left)
@@ -114,9 +133,32 @@ class HumanOracle:
         return answers
 
     def close(self) -> None:
-        """Close the window, if open."""
+        """Close the window, if open, and end the asynchronous labelling process."""
         if self.window is not None:
             self.window.close()
+        if self._session is not None and self._session.is_alive():
+            self._session.terminate()
+            self._session.join(timeout=5)
+
+    def _start_session(self) -> None:
+        """Start the labelling process once; a window the person closed stays closed."""
+        if self._session is not None:
+            if not self._session.is_alive():
+                logger.info("labelling window closed: run `prefwrap label RUN_DIR` to continue labelling")
+            return
+        if self.store_path is None:
+            raise ValueError(
+                "HumanOracle(asynchronous=True) labels through the run's store file: give the callback "
+                "one, e.g. PreferenceCallback(venv, oracle, store='run/preferences.sqlite')"
+            )
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked SDL or torch state
+        self._session = context.Process(
+            target=run_labeling_session,
+            args=(os.fspath(self.store_path),),
+            kwargs={"fps": self.fps or self.env_fps, "labeler": self.labeler, "scale": self.scale},
+            daemon=True,
+        )
+        self._session.start()
 
     def _window(self) -> LabelingWindow:
         fps = self.fps or self.env_fps or DEFAULT_FPS

@@ -1,0 +1,544 @@
+"""Shared parts of the benchmark scripts: train one arm for one seed, evaluate, report.
+
+An *arm* is one way of training the same algorithm on the same task:
+
+- ``true``: the environment reward (the upper reference);
+- ``rlhf``: :class:`~prefwrap.PreferenceRewardWrapper` + :class:`~prefwrap.PreferenceCallback` with a
+  :class:`~prefwrap.SyntheticOracle` and a label budget (``selection`` picks the query strategy);
+- ``zero``: the wrapper without the callback, so the learned reward stays the constant 0: a policy
+  that still improves on the true reward shows a leak (e.g. through episode termination).
+
+A job is a plain JSON-able dict (see :func:`make_job`), so it can run in a worker process, be written
+to a results file and be skipped on ``--resume``. Every result is one JSON line. Reports are markdown
+with the command, commit and machine that produced them.
+
+This module imports only the standard library and numpy at the top, so the imitation comparison can
+reuse the PPO settings, env construction and evaluation from its own virtual environment
+(older gymnasium and Stable-Baselines3).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_PAGE = REPO / "docs" / "benchmarks-results.md"
+IMAGE_DIR = REPO / "docs" / "img"
+RUNS_DIR = REPO / "runs" / "benchmarks"  # raw JSON lines (gitignored with runs/)
+
+# PPO settings of rl-baselines3-zoo (hyperparams/ppo.yml), keyed by env name without version, so the
+# v4 tasks the imitation library runs get the same settings as v5. "normalize": True is the zoo's
+# VecNormalize on top of everything (observations and rewards, both arms alike); "obs" normalises
+# observations only, below the reward wrapper (for libraries that cannot put a VecNormalize above
+# their reward wrapper, such as imitation). HalfCheetah and Hopper are the entries the first RLHF
+# runs used: they leave out the zoo's activation_fn=nn.ReLU (tanh, SB3's default).
+_ZOO_MLP = dict(log_std_init=-2, ortho_init=False, net_arch=dict(pi=[256, 256], vf=[256, 256]))
+PPO_ZOO: dict[str, dict[str, Any]] = {
+    "Pendulum": dict(
+        n_envs=4,
+        n_steps=1024,
+        gae_lambda=0.95,
+        gamma=0.9,
+        n_epochs=10,
+        ent_coef=0.0,
+        learning_rate=1e-3,
+        clip_range=0.2,
+        use_sde=True,
+        sde_sample_freq=4,
+    ),
+    "HalfCheetah": dict(
+        n_envs=1,
+        normalize=True,
+        n_steps=512,
+        batch_size=64,
+        gamma=0.98,
+        learning_rate=2.0633e-05,
+        ent_coef=0.000401762,
+        clip_range=0.1,
+        n_epochs=20,
+        gae_lambda=0.92,
+        max_grad_norm=0.8,
+        vf_coef=0.58096,
+        policy_kwargs=_ZOO_MLP,
+    ),
+    "Hopper": dict(
+        n_envs=1,
+        normalize=True,
+        n_steps=512,
+        batch_size=32,
+        gamma=0.999,
+        learning_rate=9.80828e-05,
+        ent_coef=0.00229519,
+        clip_range=0.2,
+        n_epochs=5,
+        gae_lambda=0.99,
+        max_grad_norm=0.7,
+        vf_coef=0.835671,
+        policy_kwargs=_ZOO_MLP,
+    ),
+    "Walker2d": dict(
+        n_envs=1,
+        normalize=True,
+        n_steps=512,
+        batch_size=32,
+        gamma=0.99,
+        learning_rate=5.05041e-05,
+        ent_coef=0.000585045,
+        clip_range=0.1,
+        n_epochs=20,
+        gae_lambda=0.95,
+        max_grad_norm=1,
+        vf_coef=0.871923,
+    ),
+    "Swimmer": dict(n_envs=1, normalize=True, gamma=0.9999),
+    "Reacher": dict(
+        n_envs=1,
+        normalize=True,
+        n_steps=512,
+        batch_size=32,
+        gamma=0.9,
+        learning_rate=0.000104019,
+        ent_coef=7.52585e-08,
+        clip_range=0.3,
+        n_epochs=5,
+        gae_lambda=1.0,
+        max_grad_norm=0.9,
+        vf_coef=0.950368,
+    ),
+    "InvertedDoublePendulum": dict(
+        n_envs=1,
+        normalize=True,
+        n_steps=128,
+        batch_size=512,
+        gamma=0.98,
+        learning_rate=0.000155454,
+        ent_coef=1.05057e-06,
+        clip_range=0.4,
+        n_epochs=10,
+        gae_lambda=0.8,
+        max_grad_norm=0.5,
+        vf_coef=0.695929,
+    ),
+}
+DEFAULT_PPO: dict[str, Any] = dict(n_envs=4)
+ARM_KINDS = ("true", "rlhf", "zero")
+
+
+def ppo_config(env_id: str) -> dict[str, Any]:
+    """A copy of the zoo's PPO settings for ``env_id`` (any version), with ``n_envs``/``normalize``."""
+    config = json.loads(json.dumps(PPO_ZOO.get(re.sub(r"-v\d+$", "", env_id), DEFAULT_PPO)))
+    config.setdefault("normalize", False)
+    return config
+
+
+def rollout_size(config: dict[str, Any]) -> int:
+    """Environment steps PPO collects per update: ``n_steps * n_envs`` (SB3's default n_steps 2048)."""
+    return int(config.get("n_steps", 2048)) * int(config["n_envs"])
+
+
+def parse_kwargs(items: Sequence[str]) -> dict[str, Any]:
+    """``["a=1", "b=False", "c=text"]`` -> ``{"a": 1, "b": False, "c": "text"}`` (JSON values)."""
+    parsed = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        try:
+            parsed[key] = json.loads(value.lower() if value in ("True", "False") else value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+def make_job(
+    env: str,
+    arm: str,
+    seed: int,
+    steps: int,
+    *,
+    kind: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    labels: int = 0,
+    selection: str = "disagreement",
+    learner_kwargs: dict[str, Any] | None = None,
+    decay_timesteps: float | None = None,
+    eval_episodes: int = 20,
+    eval_every: int = 0,
+    curve_episodes: int = 5,
+    ppo: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One training run as a JSON-able dict.
+
+    Args:
+        env: Gymnasium id.
+        arm: Name of the arm in reports (``"true"``, ``"rlhf-700"``, ``"random-700"``, ...).
+        seed: Seed of the env, the algorithm, the oracle and the learner.
+        steps: Training timesteps.
+        kind: ``"true"``, ``"rlhf"`` or ``"zero"``; default: ``arm`` itself.
+        env_kwargs: Passed to ``gymnasium.make`` (training and evaluation alike).
+        labels: Label budget of an ``rlhf`` arm.
+        selection: ``"disagreement"`` or ``"random"`` (the ablation).
+        learner_kwargs: Extra :class:`~prefwrap.PreferenceCallback` arguments.
+        decay_timesteps: Override the label schedule's ``c``.
+        eval_episodes: Final evaluation episodes (deterministic policy, true reward).
+        eval_every: Evaluate every this many steps during training for a learning curve (0: never).
+        curve_episodes: Episodes per learning-curve checkpoint.
+        ppo: PPO settings; default :func:`ppo_config` of ``env``.
+    """
+    kind = kind or arm
+    if kind not in ARM_KINDS:
+        raise ValueError(f"arm kind must be one of {ARM_KINDS}, got {kind!r}")
+    if kind == "rlhf" and labels < 1:
+        raise ValueError(f"an rlhf arm needs a label budget >= 1, got {labels}")
+    return dict(
+        env=env,
+        env_kwargs=env_kwargs or {},
+        arm=arm,
+        kind=kind,
+        seed=seed,
+        steps=steps,
+        labels=labels if kind == "rlhf" else 0,
+        selection=selection,
+        learner_kwargs=learner_kwargs or {},
+        decay_timesteps=decay_timesteps,
+        eval_episodes=eval_episodes,
+        eval_every=eval_every,
+        curve_episodes=curve_episodes,
+        ppo=ppo if ppo is not None else ppo_config(env),
+    )
+
+
+def make_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any], normalize: bool | str) -> Any:
+    """The training VecEnv below any reward wrapper: with normalize="obs", observations are normalised
+    here (rewards untouched); normalize=True is applied on top by :func:`wrap_top`."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    if normalize == "obs":
+        venv = VecNormalize(venv, norm_reward=False)
+    return venv
+
+
+def wrap_top(venv: Any, normalize: bool | str, gamma: float) -> Any:
+    """The zoo's VecNormalize (observations and rewards) on top of the stack when normalize=True."""
+    if normalize is True:
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        return VecNormalize(venv, gamma=gamma)
+    return venv
+
+
+def find_vec_normalize(venv: Any) -> Any:
+    """The VecNormalize in a VecEnv stack, or None."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+
+    while venv is not None:
+        if isinstance(venv, VecNormalize):
+            return venv
+        venv = venv.venv if isinstance(venv, VecEnvWrapper) else None
+    return None
+
+
+def evaluate(
+    model: Any, env_id: str, env_kwargs: dict[str, Any], seed: int, episodes: int, train_env: Any
+) -> float:
+    """Mean true return of the deterministic policy over ``episodes`` on fresh envs (seed 10,000 + seed),
+    with the training stack's observation normalisation, if any, frozen."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    eval_env = make_vec_env(env_id, n_envs=1, seed=10_000 + seed, env_kwargs=env_kwargs)
+    normalizer = find_vec_normalize(train_env)
+    if normalizer is not None:
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = normalizer.obs_rms
+    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes)
+    eval_env.close()
+    return float(mean_return)
+
+
+def _curve_callback(job: dict[str, Any], train_env: Any) -> Any:
+    """An SB3 callback that evaluates the policy every ``eval_every`` steps (its time kept apart)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class LearningCurve(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.points: list[tuple[int, float]] = []
+            self.seconds = 0.0
+            self._next = 0
+
+        def _evaluate(self) -> None:
+            start = time.perf_counter()
+            value = evaluate(
+                self.model, job["env"], job["env_kwargs"], job["seed"], job["curve_episodes"], train_env
+            )
+            self.points.append((int(self.num_timesteps), value))
+            self.seconds += time.perf_counter() - start
+            self._next = self.num_timesteps + job["eval_every"]
+
+        def _on_training_start(self) -> None:
+            self._evaluate()
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if self.num_timesteps >= self._next:
+                self._evaluate()
+
+    return LearningCurve()
+
+
+def run_arm(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one arm for one seed (a :func:`make_job` dict); returns its result dict.
+
+    ``seconds`` is the wall-clock of ``learn()`` minus the time spent on learning-curve evaluations.
+    """
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from prefwrap import DecayingSchedule, PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+
+    torch.set_num_threads(1)
+    seed = job["seed"]
+    config = dict(job["ppo"])
+    n_envs = config.pop("n_envs")
+    normalize = config.pop("normalize", False)
+    venv = make_env(job["env"], n_envs, seed, job["env_kwargs"], normalize)
+    callbacks = []
+    preference = None
+    if job["kind"] in ("rlhf", "zero"):
+        venv = PreferenceRewardWrapper(venv)
+    if job["kind"] == "rlhf":
+        learner_kwargs = dict(job["learner_kwargs"])
+        if job["decay_timesteps"]:
+            learner_kwargs["schedule"] = DecayingSchedule(job["labels"], decay_timesteps=job["decay_timesteps"])
+        preference = PreferenceCallback(
+            venv,
+            oracle=SyntheticOracle(seed=seed),
+            total_labels=job["labels"],
+            selection=job["selection"],
+            seed=seed,
+            **learner_kwargs,
+        )
+        callbacks.append(preference)
+    venv = wrap_top(venv, normalize, config.get("gamma", 0.99))
+    curve = _curve_callback(job, venv) if job["eval_every"] else None
+    if curve is not None:
+        callbacks.append(curve)
+    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **config)
+    start = time.perf_counter()
+    model.learn(job["steps"], callback=CallbackList(callbacks) if callbacks else None)
+    seconds = time.perf_counter() - start - (curve.seconds if curve else 0.0)
+    final = evaluate(model, job["env"], job["env_kwargs"], seed, job["eval_episodes"], venv)
+    result: dict[str, Any] = {
+        "env": job["env"],
+        "arm": job["arm"],
+        "seed": seed,
+        "return": final,
+        "seconds": seconds,
+        "steps": int(model.num_timesteps),
+    }
+    if preference is not None:
+        result["labels"] = preference.learner.n_labels
+        last_fit = preference.learner.last_fit
+        result["val_accuracy"] = last_fit.validation_accuracy if last_fit else float("nan")
+    if curve is not None:  # the final evaluation (more episodes) replaces a checkpoint at the same step
+        points = [point for point in curve.points if point[0] < model.num_timesteps]
+        result["curve"] = [*points, (int(model.num_timesteps), final)]
+    return result
+
+
+def random_return(env_id: str, env_kwargs: dict[str, Any], episodes: int) -> float:
+    """Mean true return of uniformly random actions (the 0 of a normalised score)."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, **env_kwargs)
+    returns = []
+    for episode in range(episodes):
+        env.reset(seed=20_000 + episode)
+        env.action_space.seed(episode)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running many jobs
+
+
+def job_key(job: dict[str, Any]) -> str:
+    return json.dumps(job, sort_keys=True)
+
+
+def load_results(path: Path) -> dict[str, dict[str, Any]]:
+    """Results already in a JSON-lines file, by :func:`job_key` (for ``--resume``)."""
+    if not path.exists():
+        return {}
+    results = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            results[record["job_key"]] = record
+    return results
+
+
+def run_jobs(
+    jobs: Sequence[dict[str, Any]],
+    workers: int,
+    out: Path | None = None,
+    resume: bool = False,
+    function: Callable[[dict[str, Any]], dict[str, Any]] = run_arm,
+) -> list[dict[str, Any]]:
+    """Run jobs on ``workers`` fresh processes (one per job), print and append each result as a
+    JSON line to ``out`` as it finishes; with ``resume``, jobs already in ``out`` are not run again.
+    Results come back in the order of ``jobs``."""
+    done = load_results(out) if (out is not None and resume) else {}
+    keys = [job_key(job) for job in jobs]
+    todo = [(key, job) for key, job in zip(keys, jobs, strict=True) if key not in done]
+    if done:
+        print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} jobs already in {out}", flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    for record in _execute(todo, workers, function):
+        done[record["job_key"]] = record
+        print(json.dumps({k: v for k, v in record.items() if k not in ("job_key", "curve")}), flush=True)
+        if out is not None:
+            with out.open("a") as file:
+                file.write(json.dumps(record) + "\n")
+    return [done[key] for key in keys]
+
+
+def _execute(
+    todo: list[tuple[str, dict[str, Any]]], workers: int, function: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    if not todo:
+        return
+    # A fresh interpreter per job: no state (torch threads, RNGs, caches) leaks between arms.
+    fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), **fresh) as pool:
+        futures = {pool.submit(function, job): key for key, job in todo}
+        for future in as_completed(futures):
+            yield {**future.result(), "job_key": futures[future]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reporting
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    array = np.asarray(list(values), dtype=float)
+    if array.size == 0:
+        return float("nan"), float("nan")
+    return float(array.mean()), float(array.std())
+
+
+def normalised_score(value: float, random: float, true: float) -> float:
+    """``(R - R_random) / (R_true - R_random)``: 1 = as good as training on the true reward."""
+    return (value - random) / (true - random) if true != random else float("nan")
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def fmt_spread(mean: float, std: float, digits: int = 1) -> str:
+    return f"{fmt(mean, digits)} ± {fmt(std, digits)}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    """Short commit hash, with "+uncommitted changes" when src/ or benchmarks/ differ from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "src", "benchmarks")
+    return f"{commit}+uncommitted changes" if dirty else commit
+
+
+def machine() -> str:
+    """CPU model, cores, memory, load and library versions, in one line."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kib / 2**20:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        memory = ""
+    versions = []
+    for name in ("torch", "stable_baselines3", "gymnasium", "mujoco"):
+        try:
+            module = __import__(name)
+            versions.append(f"{name} {module.__version__}")
+        except ImportError:
+            pass
+    load = ", load %.1f/%.1f/%.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}{load}; Python {platform.python_version()}, "
+        + ", ".join(versions)
+    )
+
+
+def command_line() -> str:
+    return "python " + " ".join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+
+
+def report_header(title: str, workers: int | None = None) -> str:
+    """Markdown heading plus the command, commit, machine and date of this run."""
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    worker_text = f", {workers} worker process{'es' if workers != 1 else ''}" if workers else ""
+    return (
+        f"### {title}\n\n"
+        f"- command: `{command_line()}`\n"
+        f"- commit: `{git_commit()}`, {when}\n"
+        f"- machine: {machine()}{worker_text}\n"
+    )
+
+
+def append_to_results_page(markdown: str, page: Path = RESULTS_PAGE) -> None:
+    """Append a section to docs/benchmarks-results.md (created with its title if missing)."""
+    if not page.exists():
+        page.write_text(
+            "# Benchmark results\n\nRaw results of the scripts in `benchmarks/`, newest last. Each section "
+            "names the command, commit and machine that produced it; every figure is a ratio measured "
+            "side by side in one run.\n"
+        )
+    with page.open("a") as file:
+        file.write("\n" + markdown.rstrip() + "\n")
+
+
+def run_dir(name: str) -> Path:
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    return RUNS_DIR / name

@@ -1,0 +1,211 @@
+"""The reward-model ensemble for image observations: the paper's Atari CNN, all members in one pass.
+
+Each member is 4 convolutions of 16 filters (7x7, 5x5, 3x3, 3x3; strides 3, 2, 1, 1) with batch
+norm, leaky ReLU and dropout, then a 64-unit dense layer and a scalar output (Christiano et al. 2017,
+appendix A.2). The members are stacked as the groups of grouped convolutions: member ``m`` owns
+channels ``m * 16 : (m + 1) * 16`` of every layer, so one ``conv2d`` call serves the whole ensemble.
+On 2 CPU threads this is 1.2-2.3x faster than ``torch.func.stack_module_state`` + ``vmap`` for
+per-step inference and about as fast for fitting, and it keeps ``nn.Module`` train/eval semantics
+for batch norm and dropout (measured in ``docs/atari.md``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from prefwrap.reward_model import EnsembleLinear
+
+KERNELS = (7, 5, 3, 3)
+STRIDES = (3, 2, 1, 1)
+INFERENCE_CHUNK = 4096  # images per forward without gradients: bounds memory on big evaluations
+
+
+def image_channels_first(space: spaces.Space) -> bool:
+    """Whether a rank-3 image space is ``(C, H, W)`` (True) or ``(H, W, C)`` (False).
+
+    The channel axis is the smallest one, as SB3's ``is_image_space_channels_first`` decides; it must
+    be the first or the last axis and strictly smaller than the two spatial axes.
+
+    Raises:
+        ValueError: The layout is ambiguous or the smallest axis is in the middle.
+    """
+    shape = tuple(getattr(space, "shape", None) or ())
+    if len(shape) != 3:
+        raise ValueError(
+            f"image observations must have rank 3, (C, H, W) or (H, W, C), got shape {shape}: "
+            "add a channel axis to grayscale frames (e.g. WarpFrame or ResizeObservation + a reshape)."
+        )
+    first, last = shape[0] < min(shape[1:]), shape[2] < min(shape[:2])
+    if first == last:
+        raise ValueError(
+            f"cannot tell the channel axis of image shape {shape}: it must be the first or the last axis "
+            "and smaller than height and width. Transpose the observation to (C, H, W) or (H, W, C) "
+            "(e.g. VecTransposeImage), or resize frames so height and width exceed the channel count."
+        )
+    return first
+
+
+class _EnsembleBatchNorm(nn.Module):
+    """Batch norm over ``E * C`` channels: per member and channel, as ``BatchNorm2d`` would be.
+
+    Its affine parameters are named ``scale``/``shift`` so that the fitter's L2 penalty, which takes
+    parameters named ``*weight``, acts on the convolution and dense weights only.
+    """
+
+    def __init__(self, n_channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(n_channels))
+        self.shift = nn.Parameter(torch.zeros(n_channels))
+        self.register_buffer("running_mean", torch.zeros(n_channels))
+        self.register_buffer("running_var", torch.ones(n_channels))
+        self.momentum = momentum
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.scale,
+            self.shift,
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+
+
+class CnnRewardEnsemble(nn.Module):
+    """Ensemble of CNN rewards on uint8 images (the paper's Atari model), one batched forward.
+
+    Inputs are uint8 images in the observation space's layout (channel-first or channel-last,
+    frame-stacked or not), scaled to [0, 1] inside the model. Batch norm and dropout act only in
+    training mode (the fitter calls ``model.train()``/``model.eval()``).
+
+    Args:
+        observation_space: uint8 ``Box`` of shape ``(C, H, W)`` or ``(H, W, C)``; ``C`` may hold
+            stacked frames (``VecFrameStack``). Height and width must be at least 43 pixels.
+        action_dim: Length of the action feature vector (ignored when ``use_actions`` is False).
+        n_members: Ensemble size.
+        use_actions: Concatenate the action features to the dense layer's input.
+        n_filters: Filters per convolution and member (the paper: 16).
+        hidden_size: Width of the dense layer (the paper: 64).
+        dropout: Dropout probability after every convolution (the paper: 0.5).
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from gymnasium import spaces
+        >>> model = CnnRewardEnsemble(spaces.Box(0, 255, (84, 84, 4), np.uint8), action_dim=6)
+        >>> images = torch.zeros(8, 84, 84, 4, dtype=torch.uint8)
+        >>> model.eval()(images, torch.zeros(8, 6)).shape
+        torch.Size([3, 8])
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_dim: int,
+        n_members: int = 3,
+        use_actions: bool = True,
+        *,
+        n_filters: int = 16,
+        hidden_size: int = 64,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        if not isinstance(observation_space, spaces.Box) or observation_space.dtype != np.uint8:
+            raise TypeError(
+                f"CnnRewardEnsemble needs a uint8 image Box space, got {observation_space!r}: keep frames "
+                "as uint8 in [0, 255] (remove observation scaling; the model divides by 255 itself)."
+            )
+        self.channels_first = image_channels_first(observation_space)
+        shape = tuple(observation_space.shape)
+        in_channels, height, width = shape if self.channels_first else (shape[2], shape[0], shape[1])
+        for kernel, stride in zip(KERNELS, STRIDES, strict=True):
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        if min(height, width) < 1:
+            raise ValueError(
+                f"images of shape {shape} are too small for the paper's 4 convolutions: height and width "
+                "must be at least 43 pixels (Atari frames are resized to 84x84, e.g. by WarpFrame)."
+            )
+        self.n_members = n_members
+        self.use_actions = use_actions
+        self.observation_shape = shape
+        self.n_filters = n_filters
+        widths = [in_channels, *[n_filters] * len(KERNELS)]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(n_members * a, n_members * b, k, s, groups=n_members)
+            for a, b, k, s in zip(widths[:-1], widths[1:], KERNELS, STRIDES, strict=True)
+        )
+        self.norms = nn.ModuleList(_EnsembleBatchNorm(n_members * n_filters) for _ in KERNELS)
+        self.dropout = nn.Dropout(dropout)
+        self.activation = nn.LeakyReLU(0.01)
+        features = n_filters * height * width + (action_dim if use_actions else 0)
+        self.hidden = EnsembleLinear(n_members, features, hidden_size)
+        self.output = EnsembleLinear(n_members, hidden_size, 1)
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Per-member rewards.
+
+        Args:
+            observations: uint8 images ``(N, *obs_shape)`` shared by all members, or
+                ``(E, N, *obs_shape)`` one batch per member.
+            actions: ``(N, D_a)`` or ``(E, N, D_a)`` float action features, matching ``observations``.
+
+        Returns:
+            Rewards of shape ``(E, N)``.
+        """
+        if observations.dtype != torch.uint8:
+            raise TypeError(
+                f"CnnRewardEnsemble takes uint8 images, got {observations.dtype}: pass the raw frames "
+                "(0-255); the model scales them by 1/255 itself."
+            )
+        shared = observations.dim() == len(self.observation_shape) + 1
+        if tuple(observations.shape[-3:]) != self.observation_shape or not (
+            shared or observations.dim() == len(self.observation_shape) + 2
+        ):
+            raise ValueError(
+                f"expected images (N, *{self.observation_shape}) or (E, N, *{self.observation_shape}), "
+                f"got {tuple(observations.shape)}"
+            )
+        n = observations.shape[0 if shared else 1]
+        if torch.is_grad_enabled() or n <= INFERENCE_CHUNK:
+            return self._forward(observations, actions, shared)
+        parts = [
+            self._forward(
+                observations[start : start + INFERENCE_CHUNK]
+                if shared
+                else observations[:, start : start + INFERENCE_CHUNK],
+                actions[..., start : start + INFERENCE_CHUNK, :],
+                shared,
+            )
+            for start in range(0, n, INFERENCE_CHUNK)
+        ]
+        return torch.cat(parts, dim=1)
+
+    def _forward(self, observations: torch.Tensor, actions: torch.Tensor, shared: bool) -> torch.Tensor:
+        x = observations if self.channels_first else observations.movedim(-1, -3)  # (..., C, H, W)
+        if not shared:  # (E, N, C, H, W) -> (N, E * C, H, W): member m's inputs feed group m
+            x = x.transpose(0, 1).flatten(1, 2)
+        x = x.float().mul_(1.0 / 255.0)
+        first = self.convs[0]
+        # Shared inputs go through the first layer as one ordinary convolution with E * 16 outputs:
+        # the same weights as the grouped one, without copying the images E times.
+        x = F.conv2d(x, first.weight, first.bias, first.stride, groups=1 if shared else self.n_members)
+        for index, norm in enumerate(self.norms):
+            if index > 0:
+                x = self.convs[index](x)
+            x = self.dropout(self.activation(norm(x)))
+        n = x.shape[0]
+        x = x.reshape(n, self.n_members, -1).transpose(0, 1)  # (E, N, 16 * h * w)
+        if self.use_actions:
+            acts = actions.to(x.dtype)
+            acts = acts.unsqueeze(0).expand(self.n_members, -1, -1) if acts.dim() == 2 else acts
+            x = torch.cat([x, acts], dim=-1)
+        x = self.activation(self.hidden(x))
+        return self.output(x).squeeze(-1)

@@ -1,0 +1,151 @@
+"""The figures of a run directory, drawn with matplotlib (Agg, no display needed).
+
+- ``plots/returns.png``: true and learned episode return over training steps (from ``logs/progress*.csv``),
+  with the random policy and the true-reward baseline as reference lines when known; below, labels
+  collected and the reward model's validation accuracy.
+- ``plots/reward_vs_true.png``: learned vs true return of held-out segments (from
+  ``plots/reward_vs_true.npz``, written by the final evaluation), with the Pearson correlation.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prefwrap.run_dir import RunDir, progress_csvs
+
+RETURNS_PNG = "returns.png"
+REWARD_PNG = "reward_vs_true.png"
+REWARD_DATA = "reward_vs_true.npz"
+
+
+def read_progress(logs: Path) -> dict[str, np.ndarray]:
+    """All sessions' SB3 CSV logs as columns (NaN where a row has no value), sorted by timestep."""
+    rows: list[dict[str, str]] = []
+    for path in progress_csvs(logs):
+        with path.open(newline="", encoding="utf-8") as file:
+            rows.extend(csv.DictReader(file))
+    keys = sorted({key for row in rows for key in row})
+    columns = {key: np.array([_number(row.get(key)) for row in rows]) for key in keys}
+    steps = columns.get("time/total_timesteps")
+    if steps is not None and len(steps):
+        order = np.argsort(steps, kind="stable")
+        columns = {key: values[order] for key, values in columns.items()}
+    return columns
+
+
+def plot_returns(run: RunDir, summary: dict[str, Any] | None = None) -> Path | None:
+    """Draw ``plots/returns.png``; ``None`` if the logs hold no episode yet."""
+    columns = read_progress(run.logs)
+    steps = columns.get("time/total_timesteps")
+    true = columns.get("pref/true_ep_return", columns.get("rollout/ep_rew_mean"))
+    if steps is None or true is None or not np.isfinite(true).any():
+        return None
+    figure = _figure((8, 6.5))
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    keep = np.isfinite(true)
+    top.plot(steps[keep], true[keep], color="tab:blue", label="true return (mean of last 100 episodes)")
+    summary = summary or {}
+    for key, label, style in (
+        ("random_return", "random policy", ":"),
+        ("baseline_return", "true-reward baseline (final)", "--"),
+    ):
+        value = (summary.get(key) or {}).get("mean") if isinstance(summary.get(key), dict) else None
+        if value is not None and math.isfinite(value):
+            top.axhline(value, color="grey" if key == "random_return" else "tab:green", ls=style, label=label)
+    top.set_ylabel("true episode return", color="tab:blue")
+    learned = columns.get("pref/learned_ep_return")
+    handles, labels = top.get_legend_handles_labels()
+    if learned is not None and np.isfinite(learned).any():
+        twin = top.twinx()
+        keep = np.isfinite(learned)
+        (line,) = twin.plot(steps[keep], learned[keep], color="tab:orange", alpha=0.8, label="learned return")
+        twin.set_ylabel("learned episode return (normalised)", color="tab:orange")
+        handles.append(line)
+        labels.append("learned return")
+    top.legend(handles, labels, loc="lower right", fontsize=8)
+    title = summary.get("title")
+    top.set_title(title or "Training on the learned reward")
+    top.grid(alpha=0.3)
+    n_labels = columns.get("pref/labels")
+    if n_labels is not None and np.isfinite(n_labels).any():
+        keep = np.isfinite(n_labels)
+        bottom.plot(steps[keep], n_labels[keep], color="tab:purple", label="labels")
+        bottom.set_ylabel("labels", color="tab:purple")
+    accuracy = columns.get("pref/val_accuracy")
+    if accuracy is not None and np.isfinite(accuracy).any():
+        twin = bottom.twinx()
+        keep = np.isfinite(accuracy)
+        twin.plot(steps[keep], accuracy[keep], color="tab:red", alpha=0.8)
+        twin.set_ylim(0.0, 1.0)
+        twin.set_ylabel("reward-model val. accuracy", color="tab:red")
+    bottom.set_xlabel("environment steps")
+    bottom.grid(alpha=0.3)
+    return _save(figure, run.plots / RETURNS_PNG)
+
+
+def save_reward_data(
+    run: RunDir, true_returns: np.ndarray, learned_returns: np.ndarray, source: np.ndarray
+) -> Path:
+    """Store the held-out segment returns behind ``reward_vs_true.png`` (``source``: 0 policy, 1 random)."""
+    run.plots.mkdir(parents=True, exist_ok=True)
+    path = run.plots / REWARD_DATA
+    np.savez(path, true_returns=true_returns, learned_returns=learned_returns, source=source)
+    return path
+
+
+def plot_reward_vs_true(run: RunDir) -> Path | None:
+    """Draw ``plots/reward_vs_true.png`` from the saved held-out returns; ``None`` without data."""
+    from prefwrap.evaluation import correlation
+
+    path = run.plots / REWARD_DATA
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        true, learned, source = data["true_returns"], data["learned_returns"], data["source"]
+    if not np.isfinite(learned).any():
+        return None
+    figure = _figure((6, 5))
+    axes = figure.subplots()
+    for value, label, color in ((0, "trained policy", "tab:blue"), (1, "random policy", "tab:grey")):
+        pick = source == value
+        if pick.any():
+            axes.scatter(true[pick], learned[pick], s=9, alpha=0.5, color=color, label=label)
+    r = correlation(true, learned)
+    axes.set_title(f"Held-out segments: learned vs true return (r = {r:.3f})")
+    axes.set_xlabel("true return of the segment")
+    axes.set_ylabel("learned return of the segment (normalised)")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return _save(figure, run.plots / REWARD_PNG)
+
+
+def plot_run(run: RunDir, summary: dict[str, Any] | None = None) -> list[Path]:
+    """Draw every figure the run's files allow; returns the PNGs written."""
+    written = [plot_returns(run, summary), plot_reward_vs_true(run)]
+    return [path for path in written if path is not None]
+
+
+def _figure(size: tuple[float, float]) -> Any:
+    """A matplotlib Figure outside pyplot: no GUI backend, nothing global to clean up."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
+
+
+def _save(figure: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan

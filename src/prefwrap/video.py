@@ -1,0 +1,114 @@
+"""Write evaluation videos: MP4 (H.264 through imageio-ffmpeg), or a GIF when ffmpeg is unavailable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class VideoWriter:
+    """Streams RGB frames to ``<stem>.mp4``; falls back to ``<stem>.gif`` if the MP4 writer fails.
+
+    MP4 frames are written as they arrive (long MuJoCo episodes do not sit in memory); the GIF
+    fallback keeps every ``gif_stride``-th frame in memory until :meth:`close`.
+
+    Args:
+        stem: Output path without suffix, e.g. ``run/videos/policy``.
+        fps: Playback frame rate.
+        gif_stride: Keep one frame in this many for the GIF fallback (GIFs get large fast).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> with VideoWriter(pathlib.Path(tempfile.mkdtemp()) / "clip", fps=10) as video:
+        ...     for t in range(5):
+        ...         video.add(np.full((32, 32, 3), 50 * t, np.uint8))
+        >>> video.path.suffix in (".mp4", ".gif")
+        True
+    """
+
+    def __init__(self, stem: str | Path, fps: float, *, gif_stride: int = 2) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.stem = Path(stem)
+        self.fps = float(fps)
+        self.gif_stride = max(1, int(gif_stride))
+        self.path: Path | None = None
+        self.n_frames = 0
+        self._writer: Any = None
+        self._gif_frames: list[np.ndarray] | None = None
+
+    def add(self, frame: np.ndarray) -> None:
+        """Append one ``(height, width, 3)`` uint8 frame."""
+        frame = _even(np.asarray(frame, dtype=np.uint8)[..., :3])
+        if self._writer is None and self._gif_frames is None:
+            self._open()
+        if self._writer is not None:
+            try:
+                self._writer.append_data(frame)
+            except Exception as error:  # noqa: BLE001 - any encoder failure falls back to GIF
+                logger.warning("MP4 encoding failed (%s); writing a GIF instead", error)
+                self._close_mp4(delete=True)
+                self._gif_frames = []
+        if self._gif_frames is not None and self.n_frames % self.gif_stride == 0:
+            self._gif_frames.append(frame)
+        self.n_frames += 1
+
+    def close(self) -> Path | None:
+        """Finish the file; returns its path, or ``None`` if no frame was added."""
+        if self._writer is not None:
+            self._close_mp4(delete=False)
+            self.path = self.stem.with_suffix(".mp4")
+        elif self._gif_frames:
+            import imageio.v2 as imageio
+
+            self.path = self.stem.with_suffix(".gif")
+            duration_ms = 1000.0 * self.gif_stride / self.fps
+            imageio.mimsave(self.path, self._gif_frames, duration=duration_ms, loop=0)
+            self._gif_frames = None
+        return self.path
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        self.stem.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import imageio.v2 as imageio
+
+            self._writer = imageio.get_writer(
+                self.stem.with_suffix(".mp4"),
+                fps=self.fps,
+                codec="libx264",
+                macro_block_size=2,
+                quality=7,
+                pixelformat="yuv420p",
+            )
+        except Exception as error:  # noqa: BLE001 - no ffmpeg backend: GIF fallback
+            logger.warning("cannot write MP4 (%s); writing a GIF instead", error)
+            self._writer = None
+            self._gif_frames = []
+
+    def _close_mp4(self, *, delete: bool) -> None:
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001
+            delete = True
+        self._writer = None
+        if delete:
+            self.stem.with_suffix(".mp4").unlink(missing_ok=True)
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Pad odd heights/widths by one black row/column (H.264 with yuv420p needs even sizes)."""
+    height, width = frame.shape[:2]
+    if height % 2 == 0 and width % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)))
