@@ -15,8 +15,8 @@ Hopper and Walker2d run with ``terminate_when_unhealthy=False`` in every arm (te
 robot falls would tell a zero-reward agent to stand up).
 
 Examples:
-    python benchmarks/feedback_efficiency.py --quick                 # 2 tasks, 1 budget, 1 seed: ~15 min, 1 core
-    python benchmarks/feedback_efficiency.py --workers 32            # the paper's table: 6 tasks, 5 seeds, 1M steps
+    python benchmarks/feedback_efficiency.py --quick          # 2 tasks, 1 budget, 1 seed: ~15 min on 1 core
+    python benchmarks/feedback_efficiency.py --workers 32     # the paper's table: 6 tasks, 5 seeds, 1M steps
     python benchmarks/feedback_efficiency.py --envs Hopper-v5 --seeds 0 1 2 --workers 12 --resume
 """
 
@@ -50,7 +50,9 @@ PAPER_TASKS: dict[str, dict[str, Any]] = {
     "Reacher-v5": {},
     "InvertedDoublePendulum-v5": {},
 }
-FULL = dict(envs=list(PAPER_TASKS), budgets=[350, 700, 1400], ablation=700, steps=1_000_000, seeds=[0, 1, 2, 3, 4])
+FULL = dict(
+    envs=list(PAPER_TASKS), budgets=[350, 700, 1400], ablation=700, steps=1_000_000, seeds=[0, 1, 2, 3, 4]
+)
 QUICK = dict(envs=["HalfCheetah-v5", "Reacher-v5"], budgets=[100], ablation=100, steps=40_000, seeds=[0])
 
 
@@ -116,7 +118,15 @@ def task_section(env: str, rows: list[dict[str, Any]], random: float, image: str
         if arm != "true":
             summary.append(f"{fmt(ratio, 2)} ({fmt(score, 2)})")
     table.append(["random policy", fmt(random), "", "0", "", "", ""])
-    header = ["arm", "true return", "÷ true (per-seed range)", "normalised score", "wall-clock s", "labels", "val acc"]
+    header = [
+        "arm",
+        "true return",
+        "÷ true (per-seed range)",
+        "normalised score",
+        "wall-clock s",
+        "labels",
+        "val acc",
+    ]
     kwargs_text = f" `{PAPER_TASKS[env]}`" if PAPER_TASKS.get(env) else ""
     text = f"#### {env}{kwargs_text}\n\n" + markdown_table(header, table) + f"\n\n![{env}](img/{image})\n"
     return text, summary
@@ -142,7 +152,11 @@ def plot_curves(env: str, rows: list[dict[str, Any]], random: float, path: str) 
             axis.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.15)
     axis.axhline(random, color="grey", linewidth=0.8, linestyle=":", label="random policy")
     seeds = len({r["seed"] for r in rows})
-    axis.set(title=f"{env} ({seeds} seed{'s' if seeds > 1 else ''}, mean ± std)", xlabel="timesteps", ylabel="true return")
+    axis.set(
+        title=f"{env} ({seeds} seed{'s' if seeds > 1 else ''}, mean ± std)",
+        xlabel="timesteps",
+        ylabel="true return",
+    )
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -150,16 +164,22 @@ def plot_curves(env: str, rows: list[dict[str, Any]], random: float, path: str) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2 tasks, 1 budget, 1 seed, 40k steps")
     parser.add_argument("--envs", nargs="+", default=None)
     parser.add_argument("--budgets", type=int, nargs="+", default=None)
-    parser.add_argument("--ablation", type=int, default=None, help="budget of the random-selection arm (0: none)")
+    parser.add_argument(
+        "--ablation", type=int, default=None, help="budget of the random-selection arm (0: none)"
+    )
     parser.add_argument("--no-zero", action="store_true", help="skip the zero-label control")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--eval-episodes", type=int, default=None)
-    parser.add_argument("--eval-every", type=int, default=None, help="learning-curve period (default steps/20, --quick: /8)")
+    parser.add_argument(
+        "--eval-every", type=int, default=None, help="learning-curve period (default steps/20, --quick: /8)"
+    )
     parser.add_argument("--curve-episodes", type=int, default=None)
     parser.add_argument("--workers", type=int, default=1, help="parallel runs (one process each)")
     parser.add_argument("--resume", action="store_true", help="skip runs already in the results file")
@@ -177,7 +197,9 @@ def main() -> None:
         parser.error(f"unknown task(s) {unknown}: choose from {list(PAPER_TASKS)}")
 
     tag = "quick" if args.quick else "full"
-    results = run_jobs(build_jobs(args), args.workers, run_dir(f"feedback-efficiency-{tag}.jsonl"), args.resume)
+    results = run_jobs(
+        build_jobs(args), args.workers, run_dir(f"feedback-efficiency-{tag}.jsonl"), args.resume
+    )
     report = report_header(
         f"Feedback efficiency ({tag}): {args.steps:,} steps, budgets {args.budgets}, seeds {args.seeds}",
         args.workers,

@@ -329,7 +329,9 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     if job["kind"] == "rlhf":
         learner_kwargs = dict(job["learner_kwargs"])
         if job["decay_timesteps"]:
-            learner_kwargs["schedule"] = DecayingSchedule(job["labels"], decay_timesteps=job["decay_timesteps"])
+            learner_kwargs["schedule"] = DecayingSchedule(
+                job["labels"], decay_timesteps=job["decay_timesteps"]
+            )
         preference = PreferenceCallback(
             venv,
             oracle=SyntheticOracle(seed=seed),
@@ -504,10 +506,9 @@ def machine() -> str:
             versions.append(f"{name} {module.__version__}")
         except ImportError:
             pass
-    load = ", load %.1f/%.1f/%.1f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (
-        f"{cpu}, {os.cpu_count()} cores{memory}{load}; Python {platform.python_version()}, "
-        + ", ".join(versions)
+    load = ", load {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return f"{cpu}, {os.cpu_count()} cores{memory}{load}; Python {platform.python_version()}, " + ", ".join(
+        versions
     )
 
 

@@ -74,10 +74,8 @@ def main() -> None:
     print("| arm | mean return | std | mean wall-clock s |")
     print("|---|---|---|---|")
     for arm, rows in by_arm.items():
-        returns = [r["return"] for r in rows]
-        print(
-            f"| {arm} | {np.mean(returns):.1f} | {np.std(returns):.1f} | {np.mean([r['seconds'] for r in rows]):.1f} |"
-        )
+        returns, seconds = [r["return"] for r in rows], [r["seconds"] for r in rows]
+        print(f"| {arm} | {np.mean(returns):.1f} | {np.std(returns):.1f} | {np.mean(seconds):.1f} |")
     print(f"| random policy | {baseline:.1f} | | |")
     if set(by_arm) == {"true", "rlhf"}:
         true_mean = np.mean([r["return"] for r in by_arm["true"]])
@@ -86,9 +84,8 @@ def main() -> None:
             [r["seconds"] for r in by_arm["true"]]
         )
         print(f"\nreturn ratio RLHF ÷ true: {rlhf_mean / true_mean:.3f}")
-        print(
-            f"normalised score (RLHF - random) ÷ (true - random): {(rlhf_mean - baseline) / (true_mean - baseline):.3f}"
-        )
+        score = (rlhf_mean - baseline) / (true_mean - baseline)
+        print(f"normalised score (RLHF - random) ÷ (true - random): {score:.3f}")
         print(f"wall-clock ratio RLHF ÷ true: {time_ratio:.3f} (steps/s ratio {1 / time_ratio:.3f})")
 
 

@@ -23,9 +23,9 @@ imitation also steps the env to sample fragments beyond the agent's own rollouts
 counted and reported (``env steps``), not added to the agent's budget.
 
 Examples:
-    python benchmarks/vs_imitation.py --quick                 # Pendulum-v1, 200 comparisons, 50k steps, 5 seeds
-    python benchmarks/vs_imitation.py --workers 8             # + HalfCheetah-v4, Hopper-v4 (1M steps, 700 comparisons)
-    python benchmarks/vs_imitation.py --setup                 # only build benchmarks/.venv-imitation
+    python benchmarks/vs_imitation.py --quick        # Pendulum-v1, 200 comparisons, 50k steps, 5 seeds
+    python benchmarks/vs_imitation.py --workers 8    # + HalfCheetah-v4, Hopper-v4: 1M steps, 700 comparisons
+    python benchmarks/vs_imitation.py --setup        # only build benchmarks/.venv-imitation
 """
 
 from __future__ import annotations
@@ -62,7 +62,13 @@ from harness import (
 VENV = REPO / "benchmarks" / ".venv-imitation"
 CONSTRAINTS = REPO / "benchmarks" / "imitation-constraints.txt"
 SIDE_SCRIPT = REPO / "benchmarks" / "imitation_side.py"
-REQUIREMENTS = ["imitation==1.0.1", "gymnasium[classic-control,mujoco]", "stable-baselines3", "torch", "numpy"]
+REQUIREMENTS = [
+    "imitation==1.0.1",
+    "gymnasium[classic-control,mujoco]",
+    "stable-baselines3",
+    "torch",
+    "numpy",
+]
 
 # (env, env_kwargs, steps, comparisons) per mode.
 QUICK_TASKS = [("Pendulum-v1", {}, 50_000, 200)]
@@ -123,7 +129,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="Pendulum-v1 only (about 20 min on 1 core)")
     parser.add_argument("--envs", nargs="+", default=None, help="subset of the mode's tasks")
     parser.add_argument("--steps", type=int, default=None, help="override every task's step budget")
@@ -171,7 +179,8 @@ def main() -> None:
     name = "vs-imitation-quick" if args.quick else "vs-imitation"
     results = run_jobs(jobs, args.workers, run_dir(f"{name}.jsonl"), args.resume, function=run_job)
     report = report_header(
-        f"prefwrap vs imitation 1.0.1 preference comparisons{' (--quick)' if args.quick else ''}", args.workers
+        f"prefwrap vs imitation 1.0.1 preference comparisons{' (--quick)' if args.quick else ''}",
+        args.workers,
     )
     report += (
         f"- imitation settings: its script defaults (fragment_length 100, oversampling 1, initial "
@@ -180,7 +189,9 @@ def main() -> None:
         "prefwrap: its defaults (3-member ensemble, disagreement selection, ~1.5 s segments)\n"
     )
     for env, env_kwargs, steps, comparisons, iterations in plans:
-        report += "\n" + task_report(env, env_kwargs, steps, comparisons, iterations, results, args.eval_episodes)
+        report += "\n" + task_report(
+            env, env_kwargs, steps, comparisons, iterations, results, args.eval_episodes
+        )
     print("\n" + report)
     if not args.no_docs:
         append_to_results_page(report)

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import GoRightEnv, go_right_reward, make_go_right, move_of
+from conftest import GoRightEnv, go_right_reward, make_go_right
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env
@@ -141,7 +141,7 @@ def test_vec_reward_is_learned_and_true_reward_is_kept(vec_env_cls: type) -> Non
     venv = PreferenceRewardWrapper(make_venv(2, vec_env_cls, max_steps=max_steps), segment_length=4)
     rng = np.random.default_rng(0)
     obs = venv.reset()
-    episode_true = np.zeros(2)
+    episode_true, episode_learned = np.zeros(2), np.zeros(2)
     episodes_seen = 0
     try:
         for t in range(2 * max_steps + 5):
@@ -159,13 +159,17 @@ def test_vec_reward_is_learned_and_true_reward_is_kept(vec_env_cls: type) -> Non
             else:
                 assert np.all(rewards != true_rewards)
             episode_true += true_rewards
+            episode_learned += rewards
             for env in range(2):
                 assert ("pref_episode" in infos[env]) == dones[env]
                 if dones[env]:
                     summary = infos[env]["pref_episode"]
                     assert summary["length"] == max_steps
                     assert summary["true_return"] == pytest.approx(episode_true[env], rel=1e-5)
-                    episode_true[env] = 0.0
+                    assert summary["learned_return"] == pytest.approx(
+                        episode_learned[env], rel=1e-4, abs=1e-5
+                    )
+                    episode_true[env] = episode_learned[env] = 0.0
                     episodes_seen += 1
             obs = new_obs
     finally:
@@ -200,9 +204,8 @@ def test_gym_env_reward_is_learned_and_true_reward_is_kept() -> None:
 def test_discrete_actions_are_one_hot() -> None:
     venv = PreferenceRewardWrapper(make_venv(1, discrete=True, max_steps=6), segment_length=3)
     venv.reset()
-    for action in [0, 1, 2]:
-        _, _, _, infos = venv.step(np.array([action]))
-        assert infos[0]["true_reward"] == pytest.approx(np.clip(0.2 * move_of(action, True), -1, 1), abs=0.21)
+    true_rewards = [venv.step(np.array([action]))[3][0]["true_reward"] for action in [0, 1, 2]]
+    np.testing.assert_allclose(true_rewards, [-0.2, -0.2, 0.0], atol=1e-6)  # left, stay, right from x = 0
     np.testing.assert_array_equal(stored_segments(venv)[0].actions, np.eye(3))
 
 
@@ -328,6 +331,7 @@ def test_tuple_observations_are_flattened() -> None:
     np.testing.assert_allclose(segment.observations, [[0.0, 1, 0], [0.2, 0, 1], [0.4, 1, 0]], rtol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:The render mode is None")
 def test_frames_are_recorded_when_asked() -> None:
     venv = PreferenceRewardWrapper(
         make_venv(1, render_mode="rgb_array"), segment_length=3, record_frames=True
@@ -410,9 +414,11 @@ def test_dict_actions_work_with_use_actions_false() -> None:
 # ------------------------------------------------------------------------ SB3 compatibility
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"discrete": True}, {"dict_obs": True}])
-def test_sb3_check_env_passes_on_the_single_env_wrapper(kwargs: dict) -> None:
-    check_env(PreferenceRewardWrapper(GoRightEnv(**kwargs)), warn=False)
+@pytest.mark.parametrize("env_fixture", ["go_right_env", "discrete_env", "dict_env", "terminating_env"])
+def test_sb3_check_env_passes_on_the_single_env_wrapper(
+    env_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    check_env(PreferenceRewardWrapper(request.getfixturevalue(env_fixture)), warn=False)
 
 
 # ---------------------------------------------------------------------------- saved reward

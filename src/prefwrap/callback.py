@@ -96,7 +96,7 @@ class PreferenceCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         round_ = self.learner.collect_labels(self.num_timesteps, self._total_timesteps)
-        if round_.new_training_labels > 0:
+        if self.learner.needs_refit:
             self._refit()
         self._log(round_.mean_disagreement)
 

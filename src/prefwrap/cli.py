@@ -60,25 +60,53 @@ def build_parser() -> argparse.ArgumentParser:
         "Pendulum-v1, 200 synthetic labels, 50k steps (a few minutes on a CPU).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    train.add_argument("env_id", nargs="?", default=None, metavar="ENV_ID", help=f"Gymnasium env id [{DEFAULT_ENV}]")
-    train.add_argument("--algo", choices=("ppo", "a2c", "trpo", "sac", "td3", "dqn"), default=None, help="algorithm [ppo]")
+    train.add_argument(
+        "env_id", nargs="?", default=None, metavar="ENV_ID", help=f"Gymnasium env id [{DEFAULT_ENV}]"
+    )
+    train.add_argument(
+        "--algo", choices=("ppo", "a2c", "trpo", "sac", "td3", "dqn"), default=None, help="algorithm [ppo]"
+    )
     train.add_argument("--oracle", default=None, help=f"who answers the queries: {ORACLES} [synthetic]")
-    train.add_argument("--labels", type=int, default=None, help="label budget [per env: Pendulum 200, MuJoCo 700, ...]")
+    train.add_argument(
+        "--labels", type=int, default=None, help="label budget [per env: Pendulum 200, MuJoCo 700, ...]"
+    )
     train.add_argument("--steps", type=int, default=None, help="environment steps [zoo's tuned n_timesteps]")
     train.add_argument("--seed", type=int, default=None, help="seed of everything [0]")
     train.add_argument("--run-dir", default=None, help="run directory [runs/ENV-ALGO-seedS-TIME]")
     train.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     train.add_argument("--n-envs", type=int, default=None, help="parallel envs [zoo's tuned value]")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
-    train.add_argument("--hyperparams", nargs="+", default=None, metavar="KEY=VALUE", help="algorithm overrides, e.g. n_steps=256 learning_rate=lin_3e-4")
-    train.add_argument("--env-kwargs", nargs="+", default=None, metavar="KEY=VALUE", help="gymnasium.make keyword arguments")
-    train.add_argument("--learner", nargs="+", default=None, metavar="KEY=VALUE", help="PreferenceCallback options, e.g. query_batch_size=25 selection=random decay_timesteps=2e5")
-    train.add_argument("--baseline", action="store_true", help="also train the algorithm on the true reward (same steps, seed) for comparison")
+    train.add_argument(
+        "--hyperparams",
+        nargs="+",
+        default=None,
+        metavar="KEY=VALUE",
+        help="algorithm overrides, e.g. n_steps=256 learning_rate=lin_3e-4",
+    )
+    train.add_argument(
+        "--env-kwargs", nargs="+", default=None, metavar="KEY=VALUE", help="gymnasium.make keyword arguments"
+    )
+    train.add_argument(
+        "--learner",
+        nargs="+",
+        default=None,
+        metavar="KEY=VALUE",
+        help="PreferenceCallback options, e.g. query_batch_size=25 selection=random decay_timesteps=2e5",
+    )
+    train.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also train the algorithm on the true reward (same steps, seed) for comparison",
+    )
     train.add_argument("--eval-episodes", type=int, default=None, help="evaluation episodes [10; Atari 3]")
-    train.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints [steps/10, 1k to 100k]")
+    train.add_argument(
+        "--checkpoint-every", type=int, default=None, help="steps between checkpoints [steps/10, 1k to 100k]"
+    )
     train.add_argument("--no-video", action="store_true", help="do not record an evaluation video")
     train.add_argument("--no-progress-bar", action="store_true", help="no progress bar (log files only)")
-    train.add_argument("-v", "--verbose", action="count", default=0, help="-v: SB3's log tables on stdout too")
+    train.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v: SB3's log tables on stdout too"
+    )
     train.set_defaults(func=cmd_train)
 
     label = commands.add_parser("label", help="label a run's pending queries in a window (needs pygame)")
@@ -155,7 +183,16 @@ class TrainConfig:
 
 
 # Arguments a resumed run may change; the others define the run and must stay as they were.
-_RESUMABLE = ("oracle", "labels", "steps", "device", "learner", "baseline", "eval_episodes", "checkpoint_every")
+_RESUMABLE = (
+    "oracle",
+    "labels",
+    "steps",
+    "device",
+    "learner",
+    "baseline",
+    "eval_episodes",
+    "checkpoint_every",
+)
 _FIXED = ("algo", "seed", "n_envs", "hyperparams", "env_kwargs")
 
 
@@ -166,7 +203,9 @@ class EnvInfo:
     atari: bool
     image: bool
     dict_observations: bool
+    discrete_actions: bool
     render_fps: float | None
+    segment_length: int
 
 
 def probe_env(env_id: str, env_kwargs: dict[str, Any]) -> EnvInfo:
@@ -180,7 +219,7 @@ def probe_env(env_id: str, env_kwargs: dict[str, Any]) -> EnvInfo:
         spec = gym.spec(env_id)
     except gym.error.Error as error:
         raise UsageError(
-            f"unknown env id {env_id!r}: {error} List the ids with: python -c \"import gymnasium; "
+            f'unknown env id {env_id!r}: {error} List the ids with: python -c "import gymnasium; '
             'gymnasium.pprint_registry()"'
         ) from None
     entry_point = str(spec.entry_point)
@@ -203,13 +242,18 @@ def probe_env(env_id: str, env_kwargs: dict[str, Any]) -> EnvInfo:
             check_supported(env.action_space, "action")
         except TypeError as error:
             raise UsageError(f"{env_id}: {error}") from None
+        from prefwrap.wrapper import default_segment_length
+
         fps = env.metadata.get("render_fps")
         image = is_image(env.observation_space) or atari
+        dt = getattr(env.unwrapped, "dt", None)
         return EnvInfo(
             atari=atari,
             image=image,
             dict_observations=isinstance(env.observation_space, spaces.Dict),
+            discrete_actions=isinstance(env.action_space, spaces.Discrete),
             render_fps=float(fps) if fps else None,
+            segment_length=default_segment_length(env.observation_space, dt),
         )
     finally:
         env.close()
@@ -295,7 +339,12 @@ def _learner_kwargs(config: TrainConfig) -> dict[str, Any]:
     kwargs = _parse_pairs(config.learner, "--learner")
     schedule_args = {key: kwargs.pop(key) for key in ("decay_timesteps", "initial_fraction") if key in kwargs}
     accepted = set(inspect.signature(PreferenceLearner.__init__).parameters) - {
-        "self", "wrapper", "oracle", "total_labels", "store", "schedule"
+        "self",
+        "wrapper",
+        "oracle",
+        "total_labels",
+        "store",
+        "schedule",
     }
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
@@ -305,7 +354,9 @@ def _learner_kwargs(config: TrainConfig) -> dict[str, Any]:
         )
     if schedule_args:
         try:
-            kwargs["schedule"] = DecayingSchedule(config.labels, **{k: float(v) for k, v in schedule_args.items()})
+            kwargs["schedule"] = DecayingSchedule(
+                config.labels, **{k: float(v) for k, v in schedule_args.items()}
+            )
         except (TypeError, ValueError) as error:
             raise UsageError(f"--learner: {error}") from None
     kwargs.setdefault("seed", config.seed)
@@ -314,7 +365,7 @@ def _learner_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def _train_config(args: argparse.Namespace) -> tuple[TrainConfig, Any, dict[str, Any] | None]:
     """The run's configuration and directory, from the arguments or (``--resume``) from config.json."""
-    from prefwrap.run_dir import RunDirError, check_same_env, new_run_dir, open_run_dir
+    from prefwrap.run_dir import RunDirError, check_same_env, open_run_dir
 
     if args.resume:
         if args.run_dir:
@@ -434,18 +485,13 @@ def _build_model(config: TrainConfig, params: Any, venv: Any, device: str, info:
         raise UsageError(f"cannot build {config.algo.upper()} for {config.env_id}: {error}") from None
 
 
-def _check_algo_fits(config: TrainConfig) -> None:
-    import gymnasium as gym
-
-    env = gym.make(config.env_id, **_parse_pairs(config.env_kwargs, "--env-kwargs"))
-    try:
-        discrete = isinstance(env.action_space, gym.spaces.Discrete)
-    finally:
-        env.close()
-    if config.algo in ("sac", "td3") and discrete:
-        raise UsageError(f"{config.algo.upper()} needs continuous actions; {config.env_id} has discrete ones: use --algo ppo or dqn")
-    if config.algo == "dqn" and not discrete:
-        raise UsageError(f"DQN needs discrete actions; {config.env_id} has continuous ones: use --algo sac, td3 or ppo")
+def _check_algo_fits(algo: str, env_id: str, info: EnvInfo) -> None:
+    if algo in ("sac", "td3") and info.discrete_actions:
+        raise UsageError(
+            f"{algo.upper()} needs continuous actions, {env_id} has discrete ones: use ppo or dqn"
+        )
+    if algo == "dqn" and not info.discrete_actions:
+        raise UsageError(f"DQN needs discrete actions, {env_id} has continuous ones: use sac, td3 or ppo")
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -458,7 +504,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     env_kwargs = _parse_pairs(config.env_kwargs, "--env-kwargs")
     _headless_rendering()
     info = probe_env(config.env_id, env_kwargs)
-    _check_algo_fits(config)
+    _check_algo_fits(config.algo, config.env_id, info)
     if info.image and importlib.util.find_spec("prefwrap.cnn_reward_model") is None:
         raise UsageError(
             f"{config.env_id} has image observations, which need prefwrap's CNN reward model "
@@ -468,7 +514,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         params = hyperparams.resolve(
-            config.algo, config.env_id, atari=info.atari, overrides=_parse_pairs(config.hyperparams, "--hyperparams")
+            config.algo,
+            config.env_id,
+            atari=info.atari,
+            overrides=_parse_pairs(config.hyperparams, "--hyperparams"),
         )
     except ValueError as error:
         raise UsageError(f"--hyperparams: {error}") from None
@@ -482,6 +531,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.eval_episodes = 3 if info.atari else 10
     if not config.checkpoint_every:
         config.checkpoint_every = int(min(100_000, max(1_000, config.steps // 10)))
+    segments_possible = config.steps // info.segment_length
+    if config.labels > segments_possible:
+        raise UsageError(
+            f"--labels {config.labels} needs at least {config.labels} segments of {info.segment_length} "
+            f"steps, but {config.steps} steps give about {segments_possible}: raise --steps or lower --labels"
+        )
     oracle = make_oracle(config.oracle, config.seed)
     learner_kwargs = _learner_kwargs(config)
     device = resolve_device(config.device)
@@ -523,23 +578,21 @@ def _train(
     wrapper = PreferenceRewardWrapper(
         base, reward_model=reward_model, record_frames=needs_frames, device=_reward_device(device, info)
     )
-    segments_possible = config.steps // wrapper.segment_length
-    if config.labels > segments_possible:
-        raise UsageError(
-            f"--labels {config.labels} needs at least {config.labels} segments of {wrapper.segment_length} "
-            f"steps, but {config.steps} steps give about {segments_possible}: raise --steps or lower --labels"
-        )
     venv = _with_normalizer(wrapper, params, run.vecnormalize if resuming else None, training=True)
     if hasattr(oracle, "env_fps"):
         oracle.env_fps = info.render_fps
     try:
-        callback = PreferenceCallback(venv, oracle, config.labels, store=run.store, verbose=1, **learner_kwargs)
+        callback = PreferenceCallback(
+            venv, oracle, config.labels, store=run.store, verbose=1, **learner_kwargs
+        )
     except (TypeError, ValueError) as error:
         raise UsageError(f"--learner: {error}") from None
     store = callback.learner.store
     stored_env = store.get_meta("env_id")
     if stored_env is not None and stored_env != config.env_id:
-        raise UsageError(f"{run.store} holds labels of {stored_env}, not {config.env_id}: use another --run-dir")
+        raise UsageError(
+            f"{run.store} holds labels of {stored_env}, not {config.env_id}: use another --run-dir"
+        )
     store.set_meta("env_id", config.env_id)
     if info.render_fps:
         store.set_meta("render_fps", str(info.render_fps))
@@ -561,7 +614,10 @@ def _train(
         "versions": versions(),
         "segment_length": wrapper.segment_length,
         "hyperparams_resolved": params.to_json(),
-        "sessions": [*(stored or {}).get("sessions", []), {"started": now, "from_step": start_step, "argv": sys.argv[1:]}],
+        "sessions": [
+            *(stored or {}).get("sessions", []),
+            {"started": now, "from_step": start_step, "argv": sys.argv[1:]},
+        ],
     }
     write_json(run.config, record)
     model.set_logger(_logger(run, args.verbose))
@@ -595,14 +651,13 @@ def _train(
     config_record["sessions"][-1]["to_step"] = int(model.num_timesteps)
     write_json(run.config, config_record)
 
-    from prefwrap.store import PreferenceStore
-
-    summary = _finish(config, run, info, params, model, wrapper, callback.learner, device, args)
+    summary = _finish(
+        config, run, info, params, model, wrapper, callback.learner, device, not args.no_progress_bar
+    )
     summary["train_seconds"] = round(sum(s.get("train_seconds", 0.0) for s in config_record["sessions"]), 1)
     write_json(run.summary, summary)
-    _print_summary(summary, run)
-    assert isinstance(store, PreferenceStore)
     store.close()
+    _print_summary(summary, run)
     return 0
 
 
@@ -615,29 +670,46 @@ def _finish(
     wrapper: Any,
     learner: Any,
     device: str,
-    args: argparse.Namespace,
+    progress_bar: bool,
 ) -> dict[str, Any]:
     """Evaluate, run the baseline if asked, draw the plots; returns the summary."""
     from prefwrap.plots import plot_run
     from prefwrap.run_dir import read_json
 
-    print(f"Evaluating on the true reward ({config.eval_episodes} episodes)...")
-    summary = _evaluate_run(config, run, info, params, model, wrapper.learned_reward, device, video=config.video)
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        normalizer.save(str(run.vecnormalize))
+    print(
+        f"Evaluating on the true reward ({config.eval_episodes} episodes, and as many of a random policy)..."
+    )
+    summary = _evaluate_run(
+        config, run, info, params, model, wrapper.learned_reward, wrapper.segment_length, video=config.video
+    )
     previous = read_json(run.summary) or {}
     summary["baseline_return"] = previous.get("baseline_return")
     if config.baseline and summary["baseline_return"] is None:
-        summary["baseline_return"] = _train_baseline(config, run, info, params, wrapper, device, args)
-    labels = learner.store.labels()
+        summary["baseline_return"] = _train_baseline(
+            config, run, info, params, wrapper.learned_reward, wrapper.segment_length, device, progress_bar
+        )
+    summary.update(_label_counts(learner.store, config.labels))
     summary.update(
-        labels=learner.n_labels,
-        label_budget=config.labels,
-        skipped=sum(1 for label in labels if label.preference.value == "skip"),
         pending=learner.n_pending,
-        val_accuracy=learner.last_fit.validation_accuracy if learner.last_fit else None,
+        val_accuracy=learner.last_fit.validation_accuracy
+        if learner.last_fit
+        else previous.get("val_accuracy"),
         steps=int(model.num_timesteps),
     )
     summary["plots"] = [str(path) for path in plot_run(run, summary)]
     return summary
+
+
+def _label_counts(store: Any, budget: int) -> dict[str, int]:
+    labels = store.labels()
+    return {
+        "labels": len(labels),
+        "label_budget": budget,
+        "skipped": sum(1 for label in labels if label.preference.value == "skip"),
+    }
 
 
 def _evaluate_run(
@@ -647,7 +719,7 @@ def _evaluate_run(
     params: Any,
     model: Any,
     learned_reward: Any,
-    device: str,
+    segment_length: int,
     *,
     video: bool,
     deterministic: bool = True,
@@ -655,55 +727,44 @@ def _evaluate_run(
     """Evaluate the policy and a random policy on fresh envs; write the held-out data and the video."""
     import numpy as np
 
-    from prefwrap.evaluation import correlation, evaluate, policy_actions, random_actions
+    from prefwrap.evaluation import correlation, policy_actions
     from prefwrap.plots import save_reward_data
     from prefwrap.video import VideoWriter
 
     eval_seed = config.seed + 10_000
-    segment_length = int((read_config_value(run, "segment_length")) or 0) or None
-
-    def stack(seed: int, render: bool, normalizer: Path | None) -> Any:
-        base = make_base_env(config, info, params, 1, seed, render=render)
-        wrapper = _eval_wrapper(base, learned_reward, segment_length, info)
-        return _with_normalizer(wrapper, params, normalizer, training=False)
-
+    normalizer = run.vecnormalize if params.normalize else None
     writer = None
     if video:
         fps = (info.render_fps or 30.0) / (4 if info.atari else 1)
         writer = VideoWriter(run.videos / "policy", fps=fps)
-    normalizer = run.vecnormalize if params.normalize else None
-    if normalizer is not None and model.get_vec_normalize_env() is not None:
-        model.get_vec_normalize_env().save(str(run.vecnormalize))
-    venv = stack(eval_seed, video, normalizer)
+    act = policy_actions(model, deterministic)
     try:
-        policy = evaluate(
-            venv,
-            policy_actions(model, deterministic),
-            config.eval_episodes,
-            on_frame=writer.add if writer is not None else None,
+        policy = _evaluate(
+            config, info, params, learned_reward, segment_length, normalizer, eval_seed, act, writer
         )
     except Exception as error:
-        if writer is None or "render" not in str(error).lower():
+        if writer is None:
             raise
-        print(f"No video: rendering failed ({error}).")  # e.g. no OpenGL for MuJoCo
-        writer, venv = None, stack(eval_seed, False, normalizer)
-        policy = evaluate(venv, policy_actions(model, deterministic), config.eval_episodes)
-    finally:
-        venv.close()
+        print(f"No video: rendering failed ({' '.join(str(error).split())})")
+        writer = None
+        policy = _evaluate(
+            config, info, params, learned_reward, segment_length, normalizer, eval_seed, act, None
+        )
     video_path = writer.close() if writer is not None else None
-    venv = stack(eval_seed + 1, False, normalizer)
-    try:
-        randomly = evaluate(venv, random_actions(venv, eval_seed), config.eval_episodes)
-    finally:
-        venv.close()
+    randomly = _evaluate(
+        config, info, params, learned_reward, segment_length, normalizer, eval_seed + 1, None, None
+    )
     true_returns = np.concatenate([policy.segment_true_returns, randomly.segment_true_returns])
     learned_returns = np.concatenate([policy.segment_learned_returns, randomly.segment_learned_returns])
-    source = np.concatenate([np.zeros(len(policy.segment_true_returns)), np.ones(len(randomly.segment_true_returns))])
+    source = np.concatenate(
+        [np.zeros(len(policy.segment_true_returns)), np.ones(len(randomly.segment_true_returns))]
+    )
     save_reward_data(run, true_returns, learned_returns, source)
     return {
         "env_id": config.env_id,
         "algo": config.algo,
-        "title": f"{config.algo.upper()} on {config.env_id}, learned from {config.oracle} preferences",
+        "oracle": config.oracle,
+        "title": f"{config.algo.upper()} on {config.env_id}, reward learned from {config.oracle} preferences",
         "policy_return": _stats(policy.episode_returns),
         "random_return": _stats(randomly.episode_returns),
         "reward_correlation": _finite_or_none(correlation(true_returns, learned_returns)),
@@ -711,30 +772,82 @@ def _evaluate_run(
     }
 
 
-def read_config_value(run: Any, key: str) -> Any:
-    from prefwrap.run_dir import read_json
-
-    return (read_json(run.config) or {}).get(key)
-
-
-def _eval_wrapper(base: Any, learned_reward: Any, segment_length: int | None, info: EnvInfo) -> Any:
+def _evaluate(
+    config: TrainConfig,
+    info: EnvInfo,
+    params: Any,
+    learned_reward: Any,
+    segment_length: int,
+    normalizer: Path | None,
+    seed: int,
+    act: Any,
+    writer: Any,
+) -> Any:
+    """One evaluation on a fresh single env (``act=None``: a random policy)."""
+    from prefwrap.evaluation import evaluate, random_actions
     from prefwrap.wrapper import PreferenceRewardWrapper
 
-    return PreferenceRewardWrapper(
+    base = make_base_env(config, info, params, 1, seed, render=writer is not None)
+    wrapper = PreferenceRewardWrapper(
         base,
         reward_model=learned_reward,
         segment_length=segment_length,
         buffer_size=256 if info.image else 4000,
     )
+    venv = _with_normalizer(wrapper, params, normalizer, training=False)
+    try:
+        return evaluate(
+            venv,
+            act or random_actions(venv, seed),
+            config.eval_episodes,
+            on_frame=writer.add if writer is not None else None,
+        )
+    finally:
+        venv.close()
 
 
 def _train_baseline(
-    config: TrainConfig, run: Any, info: EnvInfo, params: Any, wrapper: Any, device: str, args: argparse.Namespace
+    config: TrainConfig,
+    run: Any,
+    info: EnvInfo,
+    params: Any,
+    learned_reward: Any,
+    segment_length: int,
+    device: str,
+    progress_bar: bool,
 ) -> dict[str, Any]:
     """Train the same algorithm on the true reward (same steps, seed, hyperparameters) and evaluate it."""
-    from prefwrap.baseline_dir import baseline_run  # noqa: F401  (placeholder, replaced below)
+    from stable_baselines3.common.logger import CSVOutputFormat, Logger
 
-    raise NotImplementedError
+    from prefwrap.evaluation import policy_actions
+
+    print(f"Training the baseline: {config.algo.upper()} on the true reward, {config.steps:,} steps...")
+    logs = run.baseline / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    venv = _with_normalizer(
+        make_base_env(config, info, params, config.n_envs, config.seed), params, None, training=True
+    )
+    model = _build_model(config, params, venv, device, info)
+    model.set_logger(Logger(str(logs), [CSVOutputFormat(str(logs / "progress.csv"))]))
+    model.learn(config.steps, progress_bar=progress_bar)
+    model.save(str(run.baseline / "policy.zip"))
+    normalizer = None
+    if model.get_vec_normalize_env() is not None:
+        normalizer = run.baseline / "vecnormalize.pkl"
+        model.get_vec_normalize_env().save(str(normalizer))
+    venv.close()
+    evaluation = _evaluate(
+        config,
+        info,
+        params,
+        learned_reward,
+        segment_length,
+        normalizer,
+        config.seed + 10_000,
+        policy_actions(model),
+        None,
+    )
+    return _stats(evaluation.episode_returns)
 
 
 def _stats(returns: Any) -> dict[str, Any]:
@@ -753,30 +866,39 @@ def _finite_or_none(value: float | None) -> float | None:
 
 
 def _logger(run: Any, verbose: int) -> Any:
-    from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger, TensorBoardOutputFormat
+    from stable_baselines3.common.logger import (
+        CSVOutputFormat,
+        HumanOutputFormat,
+        Logger,
+        TensorBoardOutputFormat,
+    )
 
-    formats: list[Any] = [CSVOutputFormat(str(run.next_progress_csv()))]
-    try:
-        formats.append(TensorBoardOutputFormat(str(run.logs)))
-    except (ImportError, AssertionError):
-        pass  # tensorboard is a dependency, but a broken install should not stop training
+    formats: list[Any] = [
+        CSVOutputFormat(str(run.next_progress_csv())),
+        TensorBoardOutputFormat(str(run.logs)),
+    ]
     if verbose:
         formats.append(HumanOutputFormat(sys.stdout))
     return Logger(str(run.logs), formats)
 
 
 def _headless_rendering() -> None:
-    """MuJoCo renders through EGL when there is no display (servers, CI)."""
+    """Render without a screen: MuJoCo through EGL when there is no display (servers, CI), and no
+    audio device for pygame-rendered envs (SDL otherwise complains about missing sound servers)."""
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
         os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def _print_header(config: TrainConfig, run: Any, params: Any, resuming: bool, start_step: int, n_labels: int) -> None:
+def _print_header(
+    config: TrainConfig, run: Any, params: Any, resuming: bool, start_step: int, n_labels: int
+) -> None:
     source = "rl-baselines3-zoo tuned" if params.tuned else "Stable-Baselines3 defaults"
     action = f"Resuming at step {start_step:,} with {n_labels} labels stored" if resuming else "Training"
     print(
         f"{action}: {config.algo.upper()} on {config.env_id}, {config.steps:,} steps, {config.labels} labels "
-        f"from the {config.oracle} oracle, seed {config.seed}, {config.n_envs} env(s), {source} hyperparameters"
+        f"from the {config.oracle} oracle, seed {config.seed}, {config.n_envs} env(s), "
+        f"{source} hyperparameters"
     )
     print(f"Run directory: {run.path}   (TensorBoard: tensorboard --logdir {run.logs})")
 
@@ -837,7 +959,7 @@ def _normalised_score(summary: dict[str, Any]) -> float | None:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
@@ -845,19 +967,191 @@ def _duration(seconds: float | None) -> str:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """``prefwrap label DIR``: answer the run's pending queries in a pygame window."""
+    run = _existing_store(args.run_dir)
+    try:
+        from prefwrap.labeling_window import clip_frames, import_pygame
+        from prefwrap.oracles.human import run_labeling_session
+
+        import_pygame()
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    from prefwrap.store import PreferenceStore
+
+    with PreferenceStore(run.store) as store:
+        pending = store.pending_queries()
+        if pending:
+            try:
+                clip_frames(pending[0].left)
+            except ValueError:
+                raise UsageError(
+                    f"the queries of {run.path} have no frames to show: only runs trained with "
+                    "--oracle human or --oracle file:PATH record clips"
+                ) from None
+    print(
+        f"{len(pending)} queries pending in {run.store}. Keys: left/right arrow = that clip is better, "
+        "up or space = equal, down = can't tell, r = replay, Esc = stop."
+    )
+    try:
+        written = run_labeling_session(
+            run.store,
+            fps=args.fps,
+            labeler=args.labeler,
+            stop_when_empty=args.exit_when_done,
+            scale=args.scale,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except Exception as error:
+        if type(error).__module__.startswith("pygame"):
+            raise UsageError(f"cannot open the labeling window ({error}): it needs a display") from None
+        raise
+    print(
+        f"{written} labels written to {run.store}; a running trainer picks them up at its next rollout, "
+        f"a stopped one with: prefwrap train --resume {run.path}"
+    )
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """``prefwrap export DIR``: write the pending queries as side-by-side clips and a manifest."""
+    from prefwrap.export import export_queries
+    from prefwrap.store import PreferenceStore
+
+    run = _existing_store(args.run_dir)
+    if args.scale < 1:
+        raise UsageError(f"--scale must be at least 1, got {args.scale}")
+    if args.fps is not None and not args.fps > 0:
+        raise UsageError(f"--fps must be positive, got {args.fps}")
+    with PreferenceStore(run.store) as store:
+        queries = store.pending_queries()
+        fps = args.fps or float(store.get_meta("render_fps") or 20.0)
+    if not queries:
+        print(f"No pending queries in {run.store}: nothing to export.")
+        return 0
+    out = Path(args.out) if args.out else run.path / "queries"
+    try:
+        manifest = export_queries(queries, out, fps=fps, fmt=args.format, scale=args.scale)
+    except ValueError as error:
+        raise UsageError(
+            f"cannot export the queries of {run.path}: {error} (only runs trained with --oracle human or "
+            "--oracle file:PATH record clips)"
+        ) from None
+    oracle = str(_config_of(run).get("oracle", ""))
+    print(f"Wrote {len(queries)} clips and {manifest}.")
+    if oracle.startswith("file:"):
+        print(
+            f"Write the answers to {oracle[5:]} (one JSON line per query, see docs/oracles-file.md); the "
+            f"run reads them as they arrive, or on: prefwrap train --resume {run.path}"
+        )
+    else:
+        print(
+            f"Fill in {out / 'labels.jsonl'} (see docs/oracles-file.md) and read it back with "
+            "prefwrap.export.import_labels."
+        )
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """``prefwrap plot DIR``: redraw the run's figures from its logs and evaluation data."""
+    from prefwrap.plots import plot_run
+    from prefwrap.run_dir import RunDirError, open_run_dir, read_json
+
+    try:
+        run, config = open_run_dir(args.run_dir)
+    except RunDirError as error:
+        raise UsageError(str(error)) from None
+    summary = read_json(run.summary) or {
+        "title": f"{str(config.get('algo', '')).upper()} on {config['env_id']}, reward learned from "
+        f"{config.get('oracle')} preferences"
+    }
+    paths = plot_run(run, summary)
+    if not paths:
+        raise UsageError(f"nothing to plot in {run.path} yet: no finished episode in {run.logs}")
+    for path in paths:
+        print(f"plot: {path}")
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """``prefwrap eval DIR``: evaluate the saved policy on the true reward and record a video."""
+    from prefwrap import hyperparams
+    from prefwrap.plots import plot_run
+    from prefwrap.run_dir import RunDirError, open_run_dir, read_json, write_json
+    from prefwrap.store import PreferenceStore
+
+    try:
+        run, stored = open_run_dir(args.run_dir)
+    except RunDirError as error:
+        raise UsageError(str(error)) from None
+    if not run.policy.is_file():
+        raise UsageError(
+            f"{run.path} has no policy yet ({run.policy.name}): train it, or resume it with "
+            f"prefwrap train --resume {run.path}"
+        )
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
+    config = TrainConfig(**{k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__})
+    _headless_rendering()
+    info = probe_env(config.env_id, _parse_pairs(config.env_kwargs, "--env-kwargs"))
+    params = hyperparams.resolve(
+        config.algo,
+        config.env_id,
+        atari=info.atari,
+        overrides=_parse_pairs(config.hyperparams, "--hyperparams"),
+    )
+    if args.episodes:
+        config.eval_episodes = args.episodes
+    device = resolve_device(args.device)
+    model = hyperparams.algorithm_class(config.algo).load(str(run.policy), device=device)
+    from prefwrap.learned_reward import LearnedReward
+
+    space_env = make_base_env(config, info, params, 1, config.seed)
+    learned_reward = (
+        LearnedReward.load(run.reward_model, space_env.observation_space, space_env.action_space)
+        if run.reward_model.is_file()
+        else None
+    )
+    space_env.close()
+    segment_length = int(stored.get("segment_length") or 25)
+    print(f"Evaluating {run.policy} on the true reward ({config.eval_episodes} episodes)...")
+    summary = (read_json(run.summary) or {}) | _evaluate_run(
+        config,
+        run,
+        info,
+        params,
+        model,
+        learned_reward,
+        segment_length,
+        video=not args.no_video,
+        deterministic=not args.stochastic,
+    )
+    if run.store.is_file():
+        with PreferenceStore(run.store) as store:
+            summary.update(_label_counts(store, config.labels))
+            summary["pending"] = len(store.pending_queries(with_frames=False))
+    summary["steps"] = int(model.num_timesteps)
+    summary["plots"] = [str(path) for path in plot_run(run, summary)]
+    write_json(run.summary, summary)
+    _print_summary(summary, run)
+    return 0
+
+
+def _existing_store(path: str) -> Any:
+    from prefwrap.run_dir import RunDir
+
+    run = RunDir(Path(path))
+    if not run.store.is_file():
+        raise UsageError(
+            f"{run.path} has no preference store ({run.store.name}): give a run directory of prefwrap train"
+        )
+    return run
+
+
+def _config_of(run: Any) -> dict[str, Any]:
+    from prefwrap.run_dir import read_json
+
+    return read_json(run.config) or {}
 
 
 if __name__ == "__main__":

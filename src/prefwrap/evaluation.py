@@ -75,28 +75,25 @@ def evaluate(
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
     wrapper = find_preference_wrapper(venv)
     wrapper.training = True
-    monitored = _has_monitor(venv)
+    # Monitor's episode is the game (an Atari life loss ends the agent's episode, not the game).
+    episode_key = "episode" if _has_monitor(venv) else "pref_episode"
     returns: list[float] = []
     observations = venv.reset()
     recording = on_frame is not None
     n_frames = 0
     for _ in range(max_steps):
-        if recording and n_frames < max_frames:
+        if recording:
             frame = venv.get_images()[0]
-            if frame is None:
-                recording = False
-            else:
+            recording = frame is not None and n_frames < max_frames
+            if recording:
                 on_frame(frame)  # type: ignore[misc]
                 n_frames += 1
-        observations, _, dones, infos = venv.step(act(observations))
+        observations, _, _, infos = venv.step(act(observations))
         for index, info in enumerate(infos):
-            episode = info.get("episode")
+            episode = info.get(episode_key)
             if episode is not None:
-                returns.append(float(episode["r"]))
-                if index == 0:
-                    recording = False
-            elif not monitored and "pref_episode" in info:
-                returns.append(float(info["pref_episode"]["true_return"]))
+                returns.append(float(episode["r"] if episode_key == "episode" else episode["true_return"]))
+                recording = recording and index != 0
         if len(returns) >= n_episodes:
             break
     true_returns, learned_returns = held_out_returns(wrapper)

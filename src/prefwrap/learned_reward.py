@@ -49,7 +49,7 @@ class LearnedReward:
     ) -> None:
         if reward_std <= 0:
             raise ValueError(f"reward_std must be > 0, got {reward_std}")
-        self.encoder = InputEncoder(observation_space, action_space)
+        self.encoder = InputEncoder(observation_space, action_space, use_actions)
         self.config: dict[str, Any] = {
             "n_members": n_members,
             "hidden_sizes": list(hidden_sizes),
@@ -116,6 +116,8 @@ class LearnedReward:
         """Call after the weights changed: marks the reward fitted, snapshots the weights for fast
         per-step inference, and resets the normalisation statistics to the ensemble-mean reward on the
         given steps (``(N, *obs)``, ``(N, D_a)`` features)."""
+        if len(action_features) == 0:
+            raise ValueError("no steps to normalise the learned reward on: record or label segments first")
         self.fitted = True
         self._snapshot()
         raw = []

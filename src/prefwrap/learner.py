@@ -172,13 +172,14 @@ class PreferenceLearner:
         """Ask for the labels the schedule wants by ``timestep``, store and ingest every answer.
 
         Returns:
-            Counts of this round; ``new_training_labels`` > 0 means :meth:`refit` has work to do.
+            Counts of this round; see :attr:`needs_refit` for whether :meth:`refit` has work to do.
         """
-        due = self.schedule.labels_due(timestep, total_timesteps)
-        missing = min(due, self.total_labels) - self._n_answered - len(self._pending)
+        due = min(self.schedule.labels_due(timestep, total_timesteps), self.total_labels)
+        missing = due - self._n_answered - len(self._pending)
         first_batch = self._n_answered == 0 and not self._pending
+        last_batch = due == self.total_labels
         disagreement = float("nan")
-        if missing > 0 and (first_batch or missing >= self.query_batch_size):
+        if missing > 0 and (first_batch or last_batch or missing >= self.query_batch_size):
             new_queries, disagreement = self._make_queries(missing)
             if new_queries:
                 self.store.add_queries(new_queries)
@@ -194,14 +195,24 @@ class PreferenceLearner:
         new_training = self._ingest_stored_labels()
         return QueryRound(asked, self._n_answered - answered_before, new_training, disagreement)
 
+    @property
+    def needs_refit(self) -> bool:
+        """Labels arrived (or were resumed from the store) that the reward model has not been fitted on."""
+        return self._labels_since_fit > 0 and len(self.dataset) > 0
+
     def refit(self) -> FitReport | None:
-        """Refit the ensemble on all labels if new ones arrived, then refresh the reward normalisation."""
-        if self._labels_since_fit == 0 or len(self.dataset) == 0:
+        """Refit the ensemble on all labels if new ones arrived, then refresh the reward normalisation.
+
+        The normalisation uses the newest recorded steps, or the labelled ones when nothing is
+        recorded yet (a run resumed from its store).
+        """
+        if not self.needs_refit:
             return None
         epochs = self.initial_fit_epochs if not self.wrapper.learned_reward.fitted else self.fit_epochs
         self.last_fit = self.fitter.fit(self.dataset, epochs=epochs)
         self._labels_since_fit = 0
-        self.wrapper.learned_reward.refresh(*self.wrapper.segments.valid_steps(self.normalization_segments))
+        steps = self.wrapper.segments.valid_steps(self.normalization_segments)
+        self.wrapper.learned_reward.refresh(*(steps if len(steps[1]) else self.dataset.valid_steps()))
         return self.last_fit
 
     def _ask(self, queries: list[Query]) -> None:
@@ -252,17 +263,13 @@ class PreferenceLearner:
         segments = self.wrapper.segments
         if segments.size < self.min_segments:
             return [], float("nan")
-        rows = (
-            segments.rows_with_frames()
-            if getattr(self.oracle, "needs_frames", False)
-            else segments.newest_rows()
-        )
+        if getattr(self.oracle, "needs_frames", False):
+            rows = segments.rows_with_frames()[-self.query_window :]
+        else:
+            rows = segments.newest_rows(self.query_window)
         if len(rows) < 2:
             return [], float("nan")
-        n_candidates = n_pairs * self.candidate_factor
-        left = self._rng.integers(0, len(rows), size=n_candidates)
-        right = (left + self._rng.integers(1, len(rows), size=n_candidates)) % len(rows)
-        pairs = np.stack([left, right], axis=1)
+        pairs = self._candidate_pairs(len(rows), n_pairs * self.candidate_factor)
         if self.wrapper.learned_reward.fitted:
             member_returns = self._member_returns(rows)
             chosen = self.selector.select(pairs, member_returns, n_pairs)
@@ -281,6 +288,14 @@ class PreferenceLearner:
             )
             self._next_query_id += 1
         return queries, disagreement
+
+    def _candidate_pairs(self, n_rows: int, n_candidates: int) -> np.ndarray:
+        """Up to ``n_candidates`` distinct unordered pairs of distinct rows, ``(P, 2)``."""
+        left = self._rng.integers(0, n_rows, size=n_candidates)
+        right = (left + self._rng.integers(1, n_rows, size=n_candidates)) % n_rows
+        pairs = np.sort(np.stack([left, right], axis=1), axis=1)
+        _, first = np.unique(pairs, axis=0, return_index=True)
+        return pairs[np.sort(first)]
 
     @torch.no_grad()
     def _member_returns(self, rows: np.ndarray) -> torch.Tensor:

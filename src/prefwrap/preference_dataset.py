@@ -79,6 +79,12 @@ class PreferenceDataset:
             }
         return self._tensors
 
+    def valid_steps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Observation and action features of every valid step of the labelled segments."""
+        tensors = self.segment_tensors()
+        valid = tensors["mask"].numpy() > 0
+        return tensors["observations"].numpy()[valid], tensors["actions"].numpy()[valid]
+
     def pairs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(left_rows (P,), right_rows (P,), targets (P,), counts (P, E))``.
 

@@ -99,11 +99,11 @@ class RewardFitter:
 
     def fit(self, dataset: PreferenceDataset, epochs: int | None = None) -> FitReport:
         """Refit on all labels in ``dataset``; returns losses and accuracy after the refit."""
+        if len(dataset) == 0:
+            raise ValueError("no labels yet: answer at least one non-skipped query before fitting")
         start = time.perf_counter()
         segments = dataset.segment_tensors()
         left, right, targets, counts = dataset.pairs()
-        if len(targets) == 0:
-            raise ValueError("no labels yet: answer at least one non-skipped query before fitting")
         self._set_input_statistics(segments)
         in_bag = [np.repeat(np.arange(len(targets)), counts[:, m].numpy()) for m in range(counts.shape[1])]
         in_bag = [index if len(index) else np.arange(len(targets)) for index in in_bag]

@@ -125,7 +125,8 @@ def new_run_dir(path: str | os.PathLike[str]) -> RunDir:
     run = RunDir(Path(path))
     if run.config.exists():
         raise RunDirError(
-            f"{run.path} already holds a run: continue it with --resume {run.path}, or choose another --run-dir"
+            f"{run.path} already holds a run: continue it with --resume {run.path}, "
+            "or choose another --run-dir"
         )
     if run.path.exists() and not run.path.is_dir():
         raise RunDirError(f"--run-dir {run.path} is a file, not a directory")

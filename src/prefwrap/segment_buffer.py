@@ -88,6 +88,7 @@ class SegmentBuffer:
             timestep: Global timestep, stored with emitted segments.
             frames: Optional ``(n_envs, height, width, 3)`` uint8 renders for human labelers.
         """
+        dones = np.asarray(dones, dtype=bool)
         column = self._episode_steps % self.segment_length
         self._window_obs[self._rows, column] = observations
         self._window_actions[self._rows, column] = actions
@@ -106,6 +107,12 @@ class SegmentBuffer:
         self._since_emit[emit] = 0
         self._episode_steps[dones] = 0
         self._since_emit[dones] = 0
+
+    def discard_partial(self) -> None:
+        """Forget the steps not yet emitted, e.g. after an env reset mid-episode, so that the next
+        segment starts with the new episode."""
+        self._episode_steps[:] = 0
+        self._since_emit[:] = 0
 
     def _emit(self, env: int, timestep: int) -> None:
         """Copy env's last ``min(episode_steps, H)`` steps, in time order, into the FIFO."""

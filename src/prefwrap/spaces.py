@@ -107,19 +107,25 @@ class InputEncoder:
     Args:
         observation_space: The wrapped env's observation space.
         action_space: The wrapped env's action space.
+        use_actions: When False the reward ignores actions: they become zero-width features, so any
+            action space (even Dict) is accepted.
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    def __init__(
+        self, observation_space: spaces.Space, action_space: spaces.Space, use_actions: bool = True
+    ) -> None:
         self.image_observations = is_image(observation_space)
         if not self.image_observations:
             check_supported(observation_space, "observation")
-        check_supported(action_space, "action")
+        if use_actions:
+            check_supported(action_space, "action")
         self.observation_space = observation_space
         self.action_space = action_space
+        self.use_actions = use_actions
         self.observation_shape: tuple[int, ...] = (
             tuple(observation_space.shape) if self.image_observations else (feature_dim(observation_space),)
         )
-        self.action_dim = feature_dim(action_space)
+        self.action_dim = feature_dim(action_space) if use_actions else 0
         box = isinstance(action_space, spaces.Box)
         self._clip = (
             (action_space.low.reshape(1, -1), action_space.high.reshape(1, -1))
@@ -138,6 +144,15 @@ class InputEncoder:
 
     def actions(self, batch: Any) -> np.ndarray:
         """Action batch -> ``(N, action_dim)`` float32 features (Box actions clipped to bounds)."""
+        if not self.use_actions:
+            first = (
+                next(iter(batch.values()))
+                if isinstance(batch, dict)
+                else batch[0]
+                if isinstance(batch, tuple)
+                else batch
+            )
+            return np.zeros((len(first), 0), dtype=np.float32)
         features = flatten_batch(self.action_space, batch)
         if self._clip is not None:
             np.clip(features, self._clip[0], self._clip[1], out=features)

@@ -50,7 +50,7 @@ class VideoWriter:
         if self._writer is not None:
             try:
                 self._writer.append_data(frame)
-            except Exception as error:  # noqa: BLE001 - any encoder failure falls back to GIF
+            except Exception as error:  # any encoder failure: fall back to a GIF
                 logger.warning("MP4 encoding failed (%s); writing a GIF instead", error)
                 self._close_mp4(delete=True)
                 self._gif_frames = []
@@ -91,7 +91,7 @@ class VideoWriter:
                 quality=7,
                 pixelformat="yuv420p",
             )
-        except Exception as error:  # noqa: BLE001 - no ffmpeg backend: GIF fallback
+        except Exception as error:  # no ffmpeg backend: fall back to a GIF
             logger.warning("cannot write MP4 (%s); writing a GIF instead", error)
             self._writer = None
             self._gif_frames = []
@@ -99,7 +99,7 @@ class VideoWriter:
     def _close_mp4(self, *, delete: bool) -> None:
         try:
             self._writer.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             delete = True
         self._writer = None
         if delete:

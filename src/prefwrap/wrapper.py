@@ -72,7 +72,7 @@ class PreferenceRewardWrapper:
 
     learned_reward: LearnedReward
     segments: SegmentBuffer
-    training: bool
+    _training: bool
 
     def __new__(cls, env: Any, *args: Any, **kwargs: Any) -> PreferenceRewardWrapper:
         if cls is PreferenceRewardWrapper:
@@ -130,7 +130,7 @@ class PreferenceRewardWrapper:
             frame_capacity=frame_capacity,
         )
         self.record_frames = record_frames
-        self.training = True
+        self._training = True
         self.num_timesteps = 0
         self.episode_true_returns: deque[float] = deque(maxlen=100)
         self.episode_learned_returns: deque[float] = deque(maxlen=100)
@@ -149,6 +149,7 @@ class PreferenceRewardWrapper:
     ) -> tuple[np.ndarray, list[dict[str, float] | None]]:
         """Learned rewards ``(n_envs,)`` for one vector step and per-env finished-episode summaries."""
         encoder = self.learned_reward.encoder
+        dones = np.asarray(dones, dtype=bool)
         obs_features = encoder.observations(observations)
         action_features = encoder.actions(actions)
         if self._check_finite_observations and not np.isfinite(obs_features).all():
@@ -193,6 +194,24 @@ class PreferenceRewardWrapper:
         self._episode_length[dones] = 0
         return finished
 
+    @property
+    def training(self) -> bool:
+        """Record segments while True; set False to evaluate without recording."""
+        return self._training
+
+    @training.setter
+    def training(self, value: bool) -> None:
+        if value and not self._training:
+            self.segments.discard_partial()  # episodes may have ended unseen while paused
+        self._training = value
+
+    def _start_episodes(self) -> None:
+        """After a reset: no segment or episode summary continues across it."""
+        self.segments.discard_partial()
+        self._true_return[:] = 0.0
+        self._learned_return[:] = 0.0
+        self._episode_length[:] = 0
+
     def save_reward_model(self, path: str | os.PathLike) -> None:
         """Save the learned reward so it can wrap new envs (``reward_model=path``) without labels."""
         self.learned_reward.save(path)
@@ -222,7 +241,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
             env.observation_space,
             env.action_space,
             env.num_envs,
-            _vec_env_dt(env),
+            _vec_env_dt(env) if segment_length is None else None,
             reward_model,
             segment_length,
             buffer_size,
@@ -240,6 +259,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
 
     def reset(self) -> Any:
         self._last_obs = self.venv.reset()
+        self._start_episodes()
         return self._last_obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -315,6 +335,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         observation, info = self.env.reset(seed=seed, options=options)
         self._last_obs = observation
+        self._start_episodes()
         return observation, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -346,7 +367,11 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
 
 
 def _vec_env_dt(venv: VecEnv) -> float | None:
+    """The sub-envs' time step, if they have one (``has_attr`` first: a failed ``get_attr`` kills a
+    SubprocVecEnv worker)."""
+    if not venv.has_attr("dt"):
+        return None
     try:
         return float(venv.get_attr("dt", indices=[0])[0])
-    except (AttributeError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return None

@@ -1,0 +1,506 @@
+"""What prefwrap costs in wall-clock and memory, each figure measured side by side in one run.
+
+1. Throughput: PPO steps/s with wrapper + callback ÷ plain PPO on HalfCheetah-v5 (zoo settings),
+   with the callback's rollout-end work (queries, store, refits) included and excluded; plain and
+   prefwrap runs alternate, so load changes on a shared machine hit both.
+2. Reward inference per vector step (µs) for n_envs 1/4/16: the wrapper's ``_record_step`` (encode,
+   predict, record the segment) next to the env's own step, and the learned reward alone (numpy
+   snapshot and torch).
+3. Refit time as the label count grows (100 → 10,000 labels, synthetic segments) and as the
+   ensemble grows (1/3/5/10 members): one refit = ``fit_epochs`` (5) passes, as the callback runs it.
+4. Segment buffer memory vs its capacity (arrays' bytes, and what tracemalloc sees after filling).
+5. A cProfile of the PPO + wrapper + callback path on HalfCheetah-v5, grouped by component.
+
+Examples:
+    python benchmarks/speed.py                       # all sections, ~10 min on one core
+    python benchmarks/speed.py --sections inference refit --no-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import pstats
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+from harness import (
+    append_to_results_page,
+    fmt,
+    make_env,
+    markdown_table,
+    ppo_config,
+    report_header,
+    wrap_top,
+)
+
+ENV = "HalfCheetah-v5"
+SECTIONS = ("throughput", "inference", "refit", "memory", "profile")
+
+
+def _timed_classes() -> tuple[type, type]:
+    """Subclasses of the wrapper and callback that time the wrapper's per-step work and the
+    callback's rollout-end work (prefwrap itself is not modified)."""
+    from prefwrap.callback import PreferenceCallback
+    from prefwrap.wrapper import VecPreferenceRewardWrapper
+
+    class TimedWrapper(VecPreferenceRewardWrapper):
+        record_seconds = 0.0
+
+        def _record_step(self, *args: Any) -> Any:
+            start = time.perf_counter()
+            result = super()._record_step(*args)
+            self.record_seconds += time.perf_counter() - start
+            return result
+
+    class TimedCallback(PreferenceCallback):
+        rollout_end_seconds = 0.0
+        refit_seconds = 0.0
+        refits = 0
+
+        def _on_rollout_end(self) -> None:
+            start = time.perf_counter()
+            super()._on_rollout_end()
+            self.rollout_end_seconds += time.perf_counter() - start
+
+        def _refit(self) -> None:
+            start = time.perf_counter()
+            super()._refit()
+            self.refit_seconds += time.perf_counter() - start
+            self.refits += 1
+
+    return TimedWrapper, TimedCallback
+
+
+def train_once(prefwrap: bool, steps: int, labels: int, seed: int) -> dict[str, float]:
+    """One PPO run on ENV: plain, or through the (timed) wrapper and callback."""
+    from stable_baselines3 import PPO
+
+    from prefwrap import SyntheticOracle
+
+    config = ppo_config(ENV)
+    n_envs, normalize = config.pop("n_envs"), config.pop("normalize")
+    venv = make_env(ENV, n_envs, seed, {}, normalize)
+    callback = None
+    if prefwrap:
+        timed_wrapper, timed_callback = _timed_classes()
+        venv = timed_wrapper(venv)
+        callback = timed_callback(venv, oracle=SyntheticOracle(seed=seed), total_labels=labels, seed=seed)
+        wrapper = venv
+    venv = wrap_top(venv, normalize, config.get("gamma", 0.99))
+    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **config)
+    start = time.perf_counter()
+    model.learn(steps, callback=callback)
+    seconds = time.perf_counter() - start
+    result = {"seconds": seconds, "steps": model.num_timesteps}
+    if callback is not None:
+        result.update(
+            callback_seconds=callback.rollout_end_seconds,
+            refit_seconds=callback.refit_seconds,
+            refits=callback.refits,
+            record_seconds=wrapper.record_seconds,
+            labels=callback.learner.n_labels,
+        )
+    return result
+
+
+def throughput(args: argparse.Namespace) -> str:
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for repeat in range(args.repeats):
+        for prefwrap in (False, True) if repeat % 2 == 0 else (True, False):
+            runs[prefwrap].append(train_once(prefwrap, args.steps, args.labels, seed=repeat))
+            print(f"throughput repeat {repeat} prefwrap={prefwrap}: {runs[prefwrap][-1]}", flush=True)
+    plain = np.array([r["steps"] / r["seconds"] for r in runs[False]])
+    ours = runs[True]
+    with_refits = np.array([r["steps"] / r["seconds"] for r in ours])
+    without = np.array([r["steps"] / (r["seconds"] - r["callback_seconds"]) for r in ours])
+    record_us = np.mean([r["record_seconds"] / r["steps"] * 1e6 for r in ours])
+    callback_share = np.mean([r["callback_seconds"] / r["seconds"] for r in ours])
+    refit_share = np.mean([r["refit_seconds"] / r["seconds"] for r in ours])
+    refits = np.mean([r["refits"] for r in ours])
+    rows = [
+        ["plain PPO", fmt(plain.mean(), 0), "1.000", ""],
+        [
+            "wrapper + callback, rollout-end work included",
+            fmt(with_refits.mean(), 0),
+            f"**{with_refits.mean() / plain.mean():.3f}**",
+            f"callback {100 * callback_share:.1f} % of wall-clock (refits {100 * refit_share:.1f} %, "
+            f"{refits:.0f} refits)",
+        ],
+        [
+            "wrapper + callback, rollout-end work excluded",
+            fmt(without.mean(), 0),
+            f"**{without.mean() / plain.mean():.3f}**",
+            f"wrapper `_record_step` {record_us:.0f} µs per step",
+        ],
+    ]
+    return (
+        f"#### 1. Throughput: PPO on {ENV}, {args.steps:,} steps, {args.labels} labels, "
+        f"{args.repeats} alternating repeats per arm\n\n"
+        + markdown_table(["run", "steps/s", "÷ plain PPO", "notes"], rows)
+        + "\n\nThe label rate here (one label per "
+        f"{args.steps // args.labels} steps) is ~{(1_000_000 / 700) / (args.steps / args.labels):.0f}x the "
+        "paper's 700 labels per 1M steps, with a similar number of refits per run, so the 'included' "
+        "figure is a worst case for a full-length run.\n"
+    )
+
+
+def _fitted_wrapper(n_envs: int, n_members: int) -> Any:
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from prefwrap import PreferenceRewardWrapper
+
+    venv = make_vec_env(ENV, n_envs=n_envs, seed=0)
+    wrapper = PreferenceRewardWrapper(venv, n_members=n_members)
+    encoder = wrapper.learned_reward.encoder
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(4096, *encoder.observation_shape)).astype(np.float32)
+    actions = rng.uniform(-1, 1, size=(4096, encoder.action_dim)).astype(np.float32)
+    wrapper.learned_reward.refresh(observations, actions)  # marks it fitted, numpy snapshot
+    return venv, wrapper
+
+
+def _per_call_us(function: Any, repeats: int) -> float:
+    function()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - start) / repeats * 1e6
+
+
+def inference(args: argparse.Namespace) -> str:
+    import torch
+
+    rows = []
+    for n_envs in (1, 4, 16):
+        for n_members in sorted({3, *args.inference_members}) if n_envs in (1, 16) else (3,):
+            venv, wrapper = _fitted_wrapper(n_envs, n_members)
+            actions = np.random.default_rng(1).uniform(-1, 1, size=(args.inference_steps, n_envs, 6))
+            actions = actions.astype(np.float32)
+            timings = {}
+            for name, env in (("env", venv), ("wrapped", wrapper), ("env2", venv), ("wrapped2", wrapper)):
+                env.reset()
+                start = time.perf_counter()
+                for action in actions:
+                    env.step(action)
+                timings[name] = (time.perf_counter() - start) / len(actions) * 1e6
+            env_us = (timings["env"] + timings["env2"]) / 2
+            wrapped_us = (timings["wrapped"] + timings["wrapped2"]) / 2
+            reward = wrapper.learned_reward
+            obs = reward.encoder.observations(np.random.default_rng(2).normal(size=(n_envs, 17)))
+            act = reward.encoder.actions(actions[0])
+            numpy_us = _per_call_us(lambda o=obs, a=act, r=reward: r.predict_features(o, a), 2000)
+            with torch.no_grad():
+                torch_us = _per_call_us(
+                    lambda o=obs, a=act, r=reward: r.normalize(r.member_rewards(o, a).mean(dim=0).numpy()),
+                    2000,
+                )
+            rows.append(
+                [
+                    n_envs,
+                    n_members,
+                    fmt(env_us, 0),
+                    fmt(wrapped_us, 0),
+                    fmt(wrapped_us - env_us, 0),
+                    f"{wrapped_us / env_us:.3f}",
+                    fmt(numpy_us, 1),
+                    fmt(torch_us, 1),
+                    f"{torch_us / numpy_us:.1f}",
+                ]
+            )
+            print("inference", rows[-1], flush=True)
+            venv.close()
+    breakdown = [_record_step_breakdown(n_envs) for n_envs in (1, 16)]
+    parts = list(breakdown[0])
+    return (
+        f"#### 2. Reward inference per vector step ({ENV}, DummyVecEnv, MLP 64x64, fitted reward)\n\n"
+        + markdown_table(
+            [
+                "n_envs",
+                "members",
+                "env step µs",
+                "wrapped step µs",
+                "overhead µs",
+                "wrapped ÷ env",
+                "predict µs (numpy snapshot)",
+                "predict µs (torch)",
+                "torch ÷ numpy",
+            ],
+            rows,
+        )
+        + "\n\n'wrapped' includes encoding, the learned reward, recording segments and episode bookkeeping; "
+        "'predict' is `LearnedReward.predict_features` alone.\n\n"
+        "Where `VecPreferenceRewardWrapper._record_step` spends its time (each part called alone on the same "
+        "inputs, 3 members, µs per vector step):\n\n"
+        + markdown_table(
+            ["n_envs", *parts],
+            [
+                [n_envs, *(fmt(row[part], 1) for part in parts)]
+                for n_envs, row in zip((1, 16), breakdown, strict=True)
+            ],
+        )
+        + "\n"
+    )
+
+
+def _record_step_breakdown(n_envs: int, repeats: int = 5000) -> dict[str, float]:
+    """µs per call of each part of ``_record_step`` (wrapper.py) on one vector step's inputs."""
+    venv, wrapper = _fitted_wrapper(n_envs, 3)
+    wrapper.reset()
+    rng = np.random.default_rng(0)
+    raw_observations = rng.normal(size=(n_envs, 17))
+    raw_actions = rng.uniform(-1, 1, size=(n_envs, 6)).astype(np.float32)
+    reward, encoder = wrapper.learned_reward, wrapper.learned_reward.encoder
+    observations, actions = encoder.observations(raw_observations), encoder.actions(raw_actions)
+    rewards, dones = np.zeros(n_envs, np.float32), np.zeros(n_envs, bool)
+    members = reward._fast_forward(observations, actions)
+    parts = {
+        "encode obs + actions": lambda: (
+            encoder.observations(raw_observations),
+            encoder.actions(raw_actions),
+        ),
+        "3 isfinite checks": lambda: (
+            np.isfinite(observations).all(),
+            np.isfinite(rewards).all(),
+            np.isfinite(rewards).all(),
+        ),
+        "numpy ensemble forward": lambda: reward._fast_forward(observations, actions),
+        "ensemble mean": lambda: members.mean(axis=0),
+        "normalize": lambda: reward.normalize(members[0]),
+        "`predict_features` (the 3 above)": lambda: reward.predict_features(observations, actions),
+        "`SegmentBuffer.add`": lambda: wrapper.segments.add(observations, actions, rewards, dones, 0),
+        "`_track_episodes`": lambda: wrapper._track_episodes(rewards, rewards, dones),
+        "`_record_step` (all)": lambda: wrapper._record_step(
+            raw_observations, raw_actions, rewards, dones, None
+        ),
+    }
+    result = {name: _per_call_us(function, repeats) for name, function in parts.items()}
+    venv.close()
+    print("breakdown", n_envs, result, flush=True)
+    return result
+
+
+def _synthetic_dataset(n_labels: int, n_members: int, horizon: int, seed: int) -> Any:
+    from prefwrap.preference_dataset import PreferenceDataset
+    from prefwrap.records import Preference, Query, Segment
+
+    rng = np.random.default_rng(seed)
+    dataset = PreferenceDataset(n_members, seed=seed)
+    weights = rng.normal(size=17 + 6)
+    n_segments = max(2, int(n_labels * 1.5))  # segments are reused across pairs, as in a run
+    segments = []
+    for segment_id in range(n_segments):
+        observations = rng.normal(size=(horizon, 17)).astype(np.float32)
+        actions = rng.uniform(-1, 1, size=(horizon, 6)).astype(np.float32)
+        rewards = (np.concatenate([observations, actions], axis=1) @ weights).astype(np.float32)
+        segments.append(Segment(segment_id, observations, actions, rewards, horizon))
+    for query_id in range(n_labels):
+        left, right = rng.choice(n_segments, size=2, replace=False)
+        better = segments[left].true_return > segments[right].true_return
+        dataset.add(
+            Query(query_id, segments[left], segments[right]), Preference.LEFT if better else Preference.RIGHT
+        )
+    return dataset
+
+
+def _refit_seconds(n_labels: int, n_members: int, epochs: int) -> tuple[float, float, float]:
+    """``(refit s, evaluate s, validation accuracy)``: one warm refit of ``epochs`` passes."""
+    from prefwrap.reward_fitting import RewardFitter
+    from prefwrap.reward_model import MlpRewardEnsemble
+
+    dataset = _synthetic_dataset(n_labels, n_members, horizon=30, seed=0)
+    model = MlpRewardEnsemble(17, 6, n_members=n_members)
+    fitter = RewardFitter(model, epochs=epochs, max_seconds=None, seed=0)
+    fitter.fit(dataset, epochs=1)  # warm start, tensors built: later refits look like this one
+    start = time.perf_counter()
+    report = fitter.fit(dataset, epochs=epochs)
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    fitter.evaluate(dataset)
+    evaluate_seconds = (time.perf_counter() - start) * epochs  # fit() evaluates after every epoch
+    return seconds, evaluate_seconds, report.validation_accuracy
+
+
+def refit(args: argparse.Namespace) -> str:
+    label_rows, member_rows = [], []
+    base = None
+    for n_labels in args.label_counts:
+        seconds, evaluate_seconds, accuracy = _refit_seconds(n_labels, 3, args.fit_epochs)
+        base = base or (seconds / n_labels)
+        label_rows.append(
+            [
+                f"{n_labels:,}",
+                fmt(seconds, 3),
+                f"{seconds / n_labels / base:.2f}",
+                f"{100 * evaluate_seconds / seconds:.0f} %",
+                "yes" if seconds > 30 else "no",
+                fmt(accuracy, 3),
+            ]
+        )
+        print("refit", label_rows[-1], flush=True)
+    reference = None
+    for n_members in args.members:
+        seconds, evaluate_seconds, _ = _refit_seconds(args.member_labels, n_members, args.fit_epochs)
+        reference = reference or seconds / n_members
+        member_rows.append(
+            [
+                n_members,
+                fmt(seconds, 3),
+                f"{seconds / reference:.2f}",
+                f"{seconds / n_members / reference:.2f}",
+                f"{100 * evaluate_seconds / seconds:.0f} %",
+            ]
+        )
+        print("members", member_rows[-1], flush=True)
+    return (
+        f"#### 3. Refit time (one refit = {args.fit_epochs} epochs, warm start, MLP 64x64, segments of 30 "
+        "steps of 17 + 6 features, synthetic labels)\n\n"
+        + markdown_table(
+            [
+                "labels",
+                "refit s (3 members)",
+                "s per label ÷ first row",
+                "share in per-epoch evaluate()",
+                "over the 30 s max_fit_seconds",
+                "val acc",
+            ],
+            label_rows,
+        )
+        + f"\n\nEnsemble size at {args.member_labels:,} labels:\n\n"
+        + markdown_table(
+            ["members", "refit s", "÷ first row", "per member ÷ first row", "share in per-epoch evaluate()"],
+            member_rows,
+        )
+        + "\n"
+    )
+
+
+def memory(args: argparse.Namespace) -> str:
+    from prefwrap.segment_buffer import SegmentBuffer
+
+    rows = []
+    for capacity in args.capacities:
+        gc.collect()
+        tracemalloc.start()
+        buffer = SegmentBuffer(16, 30, (17,), np.float32, 6, capacity=capacity)
+        nbytes = sum(value.nbytes for value in vars(buffer).values() if isinstance(value, np.ndarray))
+        rng = np.random.default_rng(0)
+        observation, action = rng.normal(size=(16, 17)).astype(np.float32), np.zeros((16, 6), np.float32)
+        no, reward = np.zeros(16, dtype=bool), np.zeros(16, np.float32)
+        for step in range(capacity * 30 // 16 + 30):  # 16 sub-envs: fill every row
+            buffer.add(observation, action, reward, no, step)
+        rows.append(
+            [
+                f"{capacity:,}",
+                f"{nbytes / 2**20:.1f}",
+                f"{tracemalloc.get_traced_memory()[0] / 2**20:.1f}",
+                f"{nbytes / capacity:,.0f}",
+            ]
+        )
+        tracemalloc.stop()
+        print("memory", rows[-1], flush=True)
+        del buffer
+    image_bytes = SegmentBuffer(1, 25, (84, 84, 4), np.uint8, 18, capacity=2).observations.nbytes / 2
+    return (
+        "#### 4. Segment buffer memory (HalfCheetah shapes: 30 steps × (17 obs + 6 action + 1 reward) "
+        "float32)\n\n"
+        + markdown_table(
+            [
+                "capacity (segments)",
+                "array MiB",
+                "allocated MiB after filling (tracemalloc)",
+                "bytes per segment",
+            ],
+            rows,
+        )
+        + f"\n\nWith Atari observations (84×84×4 uint8, 25 steps) one segment's observations take "
+        f"{image_bytes / 2**20:.2f} MiB, so the default `buffer_size=10_000` would hold "
+        f"{image_bytes * 10_000 / 2**30:.1f} GiB once filled (the numbers are the arrays' sizes; "
+        "they are allocated lazily).\n"
+    )
+
+
+# (label, substring of "file:function") -> cumulative time; first match wins for a row
+PROFILE_GROUPS = [
+    ("PPO gradient updates (`PPO.train`)", "ppo.py:train"),
+    ("env step (`DummyVecEnv.step_wait`: MuJoCo, gymnasium wrappers, Monitor)", "dummy_vec_env.py:step_wait"),
+    ("policy forward while collecting (`policy.forward`)", "policies.py:forward"),
+    ("wrapper `_record_step` (all)", "wrapper.py:_record_step"),
+    ("  learned reward `predict_features`", "learned_reward.py:predict_features"),
+    ("  `SegmentBuffer.add`", "segment_buffer.py:add"),
+    ("  encoder (flatten, clip)", "spaces.py:actions"),
+    ("  `_track_episodes`", "wrapper.py:_track_episodes"),
+    ("callback rollout end (queries, store, refits)", "callback.py:_on_rollout_end"),
+    ("  refits (`PreferenceLearner.refit`)", "learner.py:refit"),
+    ("  queries (`_make_queries`)", "learner.py:_make_queries"),
+    ("  store writes (`PreferenceStore.add_queries`)", "store.py:add_queries"),
+    ("VecNormalize", "vec_normalize.py:step_wait"),
+]
+
+
+def profile(args: argparse.Namespace) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    train_once(True, args.profile_steps, args.profile_labels, seed=0)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = max(value[3] for value in stats.stats.values())  # the outermost call's cumulative time
+    rows = []
+    for label, pattern in PROFILE_GROUPS:
+        cumulative = sum(
+            value[3]
+            for (filename, _, name), value in stats.stats.items()
+            if f"{filename.rsplit('/', 1)[-1]}:{name}" == pattern
+        )
+        rows.append([label, fmt(cumulative, 2), f"{100 * cumulative / total:.1f} %"])
+    stream = io.StringIO()
+    pstats.Stats(profiler, stream=stream).sort_stats("tottime").print_stats(15)
+    top = "\n".join(line for line in stream.getvalue().splitlines() if line.strip())[-3500:]
+    print(top)
+    return (
+        f"#### 5. Profile: PPO + wrapper + callback on {ENV}, {args.profile_steps:,} steps, "
+        f"{args.profile_labels} labels (cProfile, cumulative time; total {total:.1f} s)\n\n"
+        + markdown_table(["component", "s", "share"], rows)
+        + "\n\n<details><summary>Top functions by own time</summary>\n\n```\n"
+        + top
+        + "\n```\n</details>\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--steps", type=int, default=20_480, help="throughput run length")
+    parser.add_argument("--labels", type=int, default=200, help="throughput label budget")
+    parser.add_argument("--repeats", type=int, default=2, help="throughput runs per arm (alternating)")
+    parser.add_argument("--inference-steps", type=int, default=3000)
+    parser.add_argument("--inference-members", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--label-counts", type=int, nargs="+", default=[100, 300, 1000, 3000, 10000])
+    parser.add_argument("--members", type=int, nargs="+", default=[1, 3, 5, 10])
+    parser.add_argument("--member-labels", type=int, default=1000)
+    parser.add_argument("--fit-epochs", type=int, default=5)
+    parser.add_argument("--capacities", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--profile-steps", type=int, default=10_240)
+    parser.add_argument("--profile-labels", type=int, default=100)
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    report = report_header("Speed and memory", workers=1)
+    for section in args.sections:
+        report += "\n" + globals()[section](args)
+    print("\n" + report)
+    if not args.no_docs:
+        append_to_results_page(report)
+
+
+if __name__ == "__main__":
+    main()
