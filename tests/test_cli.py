@@ -304,7 +304,7 @@ def test_a_missing_extra_names_the_pip_extra(
     """The extra is hidden from a fresh interpreter by a stub package that fails to import."""
     stub = tmp_path / module
     stub.mkdir()
-    (stub / "__init__.py").write_text(f"raise ImportError('No module named {module!r}')\n")
+    (stub / "__init__.py").write_text(f'raise ImportError("No module named {module}")\n')
     pythonpath = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
     result = prefwrap(*argv, env={"PYTHONPATH": pythonpath})
     assert result.returncode == 2

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-envs", type=int, default=None, help="parallel envs [zoo's tuned value]")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
     train.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (small networks train fastest on one)"
+    )
+    train.add_argument(
         "--hyperparams",
         nargs="+",
         default=None,
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-video", action="store_true")
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     evaluate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    evaluate.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     evaluate.set_defaults(func=cmd_eval)
     return parser
 
@@ -308,9 +312,17 @@ def make_oracle(spec: str, seed: int) -> Any:
     raise UsageError(f"--oracle must be {ORACLES}; got {spec!r}")
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; refuse ``cuda`` without one."""
+def resolve_device(device: str, threads: int = 1) -> str:
+    """``auto`` → ``cuda`` when torch sees a GPU, else ``cpu``; refuse ``cuda`` without one.
+
+    Also sets torch's CPU threads: SB3's small MLPs and the reward ensemble run fastest on one thread,
+    and several threads spinning against each other slow a busy machine down by an order of magnitude.
+    """
     import torch
+
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda, but torch sees no CUDA GPU: use --device cpu (or auto)")
@@ -539,7 +551,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     oracle = make_oracle(config.oracle, config.seed)
     learner_kwargs = _learner_kwargs(config)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device, args.threads)
 
     from prefwrap.run_dir import RunDirError, new_run_dir
 
@@ -883,11 +895,18 @@ def _logger(run: Any, verbose: int) -> Any:
 
 
 def _headless_rendering() -> None:
-    """Render without a screen: MuJoCo through EGL when there is no display (servers, CI), and no
-    audio device for pygame-rendered envs (SDL otherwise complains about missing sound servers)."""
+    """Render without a screen: MuJoCo through EGL when there is no display (servers, CI); pygame-
+    rendered envs (classic control) with no audio device and a runtime dir, so SDL prints no errors."""
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
-        os.environ.setdefault("MUJOCO_GL", "egl")
+    if sys.platform.startswith("linux"):
+        if not os.environ.get("DISPLAY"):
+            os.environ.setdefault("MUJOCO_GL", "egl")
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            import tempfile
+
+            runtime = Path(tempfile.gettempdir()) / f"prefwrap-runtime-{os.getuid()}"
+            runtime.mkdir(mode=0o700, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
 
 
 def _print_header(
@@ -1102,7 +1121,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     if args.episodes:
         config.eval_episodes = args.episodes
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, args.threads)
     model = hyperparams.algorithm_class(config.algo).load(str(run.policy), device=device)
     from prefwrap.learned_reward import LearnedReward
 

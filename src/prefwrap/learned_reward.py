@@ -20,6 +20,7 @@ from prefwrap.reward_model import MlpRewardEnsemble
 from prefwrap.spaces import InputEncoder
 
 _FORMAT_VERSION = 1
+IMAGE_REWARD_STD = 0.05  # the paper normalises Atari rewards to this standard deviation
 FAST_PATH_MAX_BATCH = 256  # above this, torch's batched kernels beat the numpy snapshot
 
 
@@ -32,7 +33,8 @@ class LearnedReward:
         n_members: Ensemble size (the paper uses 3).
         hidden_sizes: MLP widths (vector observations).
         use_actions: Reward on (o, a) if True, on o alone otherwise.
-        reward_std: Standard deviation of the normalised reward.
+        reward_std: Standard deviation of the normalised reward; ``None``: 1.0 for vector observations,
+            0.05 for images (the paper's Atari setting).
         device: Torch device for inference and fitting.
     """
 
@@ -44,12 +46,14 @@ class LearnedReward:
         n_members: int = 3,
         hidden_sizes: tuple[int, ...] = (64, 64),
         use_actions: bool = True,
-        reward_std: float = 1.0,
+        reward_std: float | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
+        self.encoder = InputEncoder(observation_space, action_space, use_actions)
+        if reward_std is None:
+            reward_std = IMAGE_REWARD_STD if self.encoder.image_observations else 1.0
         if reward_std <= 0:
             raise ValueError(f"reward_std must be > 0, got {reward_std}")
-        self.encoder = InputEncoder(observation_space, action_space, use_actions)
         self.config: dict[str, Any] = {
             "n_members": n_members,
             "hidden_sizes": list(hidden_sizes),

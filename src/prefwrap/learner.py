@@ -47,8 +47,9 @@ class PreferenceLearner:
         selection: ``"disagreement"`` (ensemble variance of P[left ≻ right]), ``"random"``, or a
             :class:`~prefwrap.selection.PairSelector`.
         candidate_factor: Candidate pairs sampled per pair asked (the paper: 10).
-        query_window: Candidates come from the newest this many segments, so labels describe what the
-            current policy does (where the reward must be right for the policy to improve).
+        query_window: Draw candidates from the newest this many segments only; ``None`` (default)
+            draws from the whole segment buffer. Recent-only candidates did worse on Pendulum
+            (-336 vs -190 mean return over 5 seeds with a 500-segment window).
         query_batch_size: Ask only once at least this many labels are due (after the first batch);
             default ``max(1, total_labels // 20)``: about 20 query rounds and refits per run.
         min_segments: Recorded segments needed before the first query.
@@ -74,7 +75,7 @@ class PreferenceLearner:
         schedule: LabelSchedule | None = None,
         selection: str | PairSelector = "disagreement",
         candidate_factor: int = 10,
-        query_window: int = 500,
+        query_window: int | None = None,
         query_batch_size: int | None = None,
         min_segments: int = 64,
         store: PreferenceStore | str | os.PathLike | None = None,
@@ -263,10 +264,13 @@ class PreferenceLearner:
         segments = self.wrapper.segments
         if segments.size < self.min_segments:
             return [], float("nan")
-        if getattr(self.oracle, "needs_frames", False):
-            rows = segments.rows_with_frames()[-self.query_window :]
-        else:
-            rows = segments.newest_rows(self.query_window)
+        rows = (
+            segments.rows_with_frames()
+            if getattr(self.oracle, "needs_frames", False)
+            else segments.newest_rows()
+        )
+        if self.query_window is not None:
+            rows = rows[-self.query_window :]
         if len(rows) < 2:
             return [], float("nan")
         pairs = self._candidate_pairs(len(rows), n_pairs * self.candidate_factor)
@@ -305,13 +309,18 @@ class PreferenceLearner:
         model.eval()
         device = self.wrapper.learned_reward.device
         mask = np.arange(segments.segment_length)[None, :] < segments.lengths[rows, None]
-        returns = segment_returns(
-            model,
-            torch.as_tensor(segments.observations[rows], device=device),
-            torch.as_tensor(segments.actions[rows], device=device),
-            torch.as_tensor(mask, dtype=torch.float32, device=device),
-        )
-        return returns.cpu()
+        returns = []
+        for start in range(0, len(rows), 256):  # bounded memory: image stacks are rebuilt per chunk
+            chunk = slice(start, start + 256)
+            returns.append(
+                segment_returns(
+                    model,
+                    torch.as_tensor(segments.observations_of(rows[chunk]), device=device),
+                    torch.as_tensor(segments.actions[rows[chunk]], device=device),
+                    torch.as_tensor(mask[chunk], dtype=torch.float32, device=device),
+                ).cpu()
+            )
+        return torch.cat(returns, dim=1)
 
     def log_to(self, record: Any) -> None:
         """Record the learner's state with an SB3-style ``record(key, value)`` function under ``pref/``."""

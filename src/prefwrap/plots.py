@@ -1,8 +1,8 @@
 """The figures of a run directory, drawn with matplotlib (Agg, no display needed).
 
 - ``plots/returns.png``: true and learned episode return over training steps (from ``logs/progress*.csv``),
-  with the random policy and the true-reward baseline as reference lines when known; below, labels
-  collected and the reward model's validation accuracy.
+  with the random policy and, after ``--baseline``, the same algorithm trained on the true reward
+  (``baseline/logs``) for reference; below, labels collected and the reward model's validation accuracy.
 - ``plots/reward_vs_true.png``: learned vs true return of held-out segments (from
   ``plots/reward_vs_true.npz``, written by the final evaluation), with the Pearson correlation.
 """
@@ -50,13 +50,21 @@ def plot_returns(run: RunDir, summary: dict[str, Any] | None = None) -> Path | N
     keep = np.isfinite(true)
     top.plot(steps[keep], true[keep], color="tab:blue", label="true return (mean of last 100 episodes)")
     summary = summary or {}
-    for key, label, style in (
-        ("random_return", "random policy", ":"),
-        ("baseline_return", "true-reward baseline (final)", "--"),
-    ):
-        value = (summary.get(key) or {}).get("mean") if isinstance(summary.get(key), dict) else None
-        if value is not None and math.isfinite(value):
-            top.axhline(value, color="grey" if key == "random_return" else "tab:green", ls=style, label=label)
+    baseline = read_progress(run.baseline / "logs") if (run.baseline / "logs").is_dir() else {}
+    baseline_steps, baseline_true = baseline.get("time/total_timesteps"), baseline.get("rollout/ep_rew_mean")
+    if baseline_steps is not None and baseline_true is not None and np.isfinite(baseline_true).any():
+        keep = np.isfinite(baseline_true)
+        top.plot(
+            baseline_steps[keep],
+            baseline_true[keep],
+            color="tab:green",
+            ls="--",
+            label="same algorithm on the true reward",
+        )
+    random_return = summary.get("random_return")
+    value = random_return.get("mean") if isinstance(random_return, dict) else None
+    if value is not None and math.isfinite(value):
+        top.axhline(value, color="grey", ls=":", label="random policy")
     top.set_ylabel("true episode return", color="tab:blue")
     learned = columns.get("pref/learned_ep_return")
     handles, labels = top.get_legend_handles_labels()

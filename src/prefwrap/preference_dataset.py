@@ -9,6 +9,8 @@ from the ensemble as a whole. Counts are fixed at insertion, so the split is sta
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -57,6 +59,21 @@ class PreferenceDataset:
             drop = len(self._targets) - self.max_labels
             for column in (self._left, self._right, self._targets, self._counts):
                 del column[:drop]
+            if len(self._segments) > 2 * len(self._targets) + 64:
+                self._forget_unused_segments()
+
+    def _forget_unused_segments(self) -> None:
+        """Drop segments no kept pair uses (after ``max_labels`` dropped old pairs): image segments are
+        large, and without this they would pile up over a long run."""
+        used = sorted(set(self._left) | set(self._right))
+        if len(used) == len(self._segments):
+            return
+        new_row = {old: new for new, old in enumerate(used)}
+        self._segments = [self._segments[old] for old in used]
+        self._row_of_segment = {segment.segment_id: row for row, segment in enumerate(self._segments)}
+        self._left = [new_row[row] for row in self._left]
+        self._right = [new_row[row] for row in self._right]
+        self._tensors = None
 
     def _row(self, segment: Segment) -> int:
         row = self._row_of_segment.get(segment.segment_id)
@@ -70,13 +87,21 @@ class PreferenceDataset:
     def segment_tensors(self) -> dict[str, torch.Tensor]:
         """All stored segments: ``observations (S, H, *obs)``, ``actions (S, H, D_a)``, ``mask (S, H)``."""
         if self._tensors is None:
+            observations = np.stack([s.observations for s in self._segments])
+            actions = np.stack([s.actions for s in self._segments])
             self._tensors = {
-                "observations": torch.as_tensor(np.stack([s.observations for s in self._segments])),
-                "actions": torch.as_tensor(np.stack([s.actions for s in self._segments])),
+                "observations": torch.as_tensor(observations),
+                "actions": torch.as_tensor(actions),
                 "mask": torch.as_tensor(
                     np.stack([np.arange(s.horizon) < s.length for s in self._segments]), dtype=torch.float32
                 ),
             }
+            # Keep one copy of the arrays (stacked image segments are large): the stored segments
+            # become views of the tensors, without the rendered frames only a labeler needs.
+            self._segments = [
+                dataclasses.replace(s, observations=observations[i], actions=actions[i], frames=None)
+                for i, s in enumerate(self._segments)
+            ]
         return self._tensors
 
     def valid_steps(self) -> tuple[np.ndarray, np.ndarray]:

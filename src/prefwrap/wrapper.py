@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from prefwrap.learned_reward import LearnedReward
-from prefwrap.segment_buffer import SegmentBuffer
+from prefwrap.segment_buffer import ImageSegmentBuffer, SegmentBuffer, frame_stack_of
 from prefwrap.spaces import add_batch_axis
 
 SEGMENT_SECONDS = 1.5  # the paper's MuJoCo clips
@@ -56,7 +56,11 @@ class PreferenceRewardWrapper:
         n_members: Reward ensemble size.
         hidden_sizes: MLP hidden widths (vector observations).
         use_actions: Learn r̂(o, a) (True) or r̂(o) (False).
-        reward_std: Standard deviation of the normalised learned reward.
+        reward_std: Standard deviation of the normalised learned reward; default 1.0 for vector
+            observations, 0.05 for images (the paper's Atari setting).
+        segment_memory_mb: Memory budget of the recorded segments for image observations, in MiB: it
+            decides how many (at most ``buffer_size``) are kept. Frames repeated by frame stacking are
+            stored once (``segments.describe()`` reports the use). Vector observations ignore it.
         record_frames: Render every step (``render_mode="rgb_array"``) so humans can watch the clips.
         frame_capacity: Keep frames for only the newest this many segments.
         device: Torch device of the reward model.
@@ -99,10 +103,12 @@ class PreferenceRewardWrapper:
         n_members: int,
         hidden_sizes: tuple[int, ...],
         use_actions: bool,
-        reward_std: float,
+        reward_std: float | None,
         record_frames: bool,
         frame_capacity: int,
         device: str,
+        segment_memory_mb: float = 1024.0,
+        frame_stack: int = 1,
     ) -> None:
         if isinstance(reward_model, LearnedReward):
             self.learned_reward = reward_model
@@ -120,15 +126,30 @@ class PreferenceRewardWrapper:
             )
         encoder = self.learned_reward.encoder
         self.segment_length = segment_length or default_segment_length(observation_space, dt)
-        self.segments = SegmentBuffer(
-            n_envs,
-            self.segment_length,
-            encoder.observation_shape,
-            np.uint8 if encoder.image_observations else np.float32,
-            encoder.action_dim,
-            capacity=buffer_size,
-            frame_capacity=frame_capacity,
-        )
+        if encoder.image_observations:
+            from prefwrap.cnn_reward_model import image_channels_first
+
+            self.segments = ImageSegmentBuffer(
+                n_envs,
+                self.segment_length,
+                encoder.observation_shape,
+                encoder.action_dim,
+                channels_first=image_channels_first(observation_space),
+                frame_stack=frame_stack,
+                memory_mb=segment_memory_mb,
+                max_segments=buffer_size,
+                frame_capacity=frame_capacity,
+            )
+        else:
+            self.segments = SegmentBuffer(
+                n_envs,
+                self.segment_length,
+                encoder.observation_shape,
+                np.float32,
+                encoder.action_dim,
+                capacity=buffer_size,
+                frame_capacity=frame_capacity,
+            )
         self.record_frames = record_frames
         self._training = True
         self.num_timesteps = 0
@@ -230,10 +251,11 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         n_members: int = 3,
         hidden_sizes: tuple[int, ...] = (64, 64),
         use_actions: bool = True,
-        reward_std: float = 1.0,
+        reward_std: float | None = None,
         record_frames: bool = False,
         frame_capacity: int = 128,
         device: str = "cpu",
+        segment_memory_mb: float = 1024.0,
     ) -> None:
         VecEnvWrapper.__init__(self, env)
         self.metadata = dict(env.metadata)  # VecEnvWrapper keeps only render_modes; keep render_fps too
@@ -252,6 +274,8 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
             record_frames,
             frame_capacity,
             device,
+            segment_memory_mb=segment_memory_mb,
+            frame_stack=frame_stack_of(env),
         )
         self._last_obs: Any = None
         self._actions: np.ndarray | None = None
@@ -308,10 +332,11 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         n_members: int = 3,
         hidden_sizes: tuple[int, ...] = (64, 64),
         use_actions: bool = True,
-        reward_std: float = 1.0,
+        reward_std: float | None = None,
         record_frames: bool = False,
         frame_capacity: int = 128,
         device: str = "cpu",
+        segment_memory_mb: float = 1024.0,
     ) -> None:
         gym.Wrapper.__init__(self, env)
         self._setup_recording(
@@ -329,6 +354,8 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
             record_frames,
             frame_capacity,
             device,
+            segment_memory_mb=segment_memory_mb,
+            frame_stack=frame_stack_of(env),
         )
         self._last_obs: Any = None
 
