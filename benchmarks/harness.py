@@ -19,11 +19,13 @@ reuse the PPO settings, env construction and evaluation from its own virtual env
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -357,6 +359,7 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
         "return": final,
         "seconds": seconds,
         "steps": int(model.num_timesteps),
+        "prefwrap_source": str(Path(sys.modules["prefwrap"].__file__).parent),
     }
     if preference is not None:
         result["labels"] = preference.learner.n_labels
@@ -417,6 +420,7 @@ def run_jobs(
     """Run jobs on ``workers`` fresh processes (one per job), print and append each result as a
     JSON line to ``out`` as it finishes; with ``resume``, jobs already in ``out`` are not run again.
     Results come back in the order of ``jobs``."""
+    snapshot_prefwrap()
     done = load_results(out) if (out is not None and resume) else {}
     keys = [job_key(job) for job in jobs]
     todo = [(key, job) for key, job in zip(keys, jobs, strict=True) if key not in done]
@@ -476,15 +480,58 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def git_commit() -> str:
-    """Short commit hash, with "+uncommitted changes" when src/ or benchmarks/ differ from it."""
+_SNAPSHOT: dict[str, str] = {}
 
+
+def snapshot_prefwrap() -> str:
+    """Run this process and its workers on a frozen copy of ``src/prefwrap``; returns its digest.
+
+    prefwrap is installed in editable mode, and its source may change while a long benchmark runs
+    (each job starts a fresh interpreter that imports it again). The copy goes to
+    ``runs/benchmarks/prefwrap-src-<digest>/`` and is put first on ``sys.path``, which spawned workers
+    inherit, so every job of a run uses the same code, named in the report.
+    """
+    if _SNAPSHOT:
+        return _SNAPSHOT["digest"]
+    if "prefwrap" in sys.modules:
+        raise RuntimeError("snapshot_prefwrap() must run before prefwrap is imported")
+    source = REPO / "src" / "prefwrap"
+    files = sorted(path for path in source.rglob("*.py") if "__pycache__" not in path.parts)
+    digest = hashlib.sha1()
+    for path in files:
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    short = digest.hexdigest()[:10]
+    _SNAPSHOT.update(digest=short, commit=_git_commit_now())
+    root = RUNS_DIR / f"prefwrap-src-{short}"
+    if not (root / "prefwrap").exists():
+        staging = RUNS_DIR / f".staging-{os.getpid()}"
+        for path in files:
+            target = staging / "prefwrap" / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        staging.replace(root)
+    sys.path.insert(0, str(root))
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep
+    )
+    return short
+
+
+def _git_commit_now() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--", "src", "benchmarks")
     return f"{commit}+uncommitted changes" if dirty else commit
+
+
+def git_commit() -> str:
+    """Short commit hash ("+uncommitted changes" when src/ or benchmarks/ differ from it), taken when
+    prefwrap's source was snapshot, with the snapshot's digest."""
+    if _SNAPSHOT:
+        return f"{_SNAPSHOT['commit']}, prefwrap source sha1 {_SNAPSHOT['digest']}"
+    return _git_commit_now()
 
 
 def machine() -> str:

@@ -35,6 +35,7 @@ from harness import (
     markdown_table,
     ppo_config,
     report_header,
+    snapshot_prefwrap,
     wrap_top,
 )
 
@@ -119,30 +120,49 @@ def throughput(args: argparse.Namespace) -> str:
     with_refits = np.array([r["steps"] / r["seconds"] for r in ours])
     without = np.array([r["steps"] / (r["seconds"] - r["callback_seconds"]) for r in ours])
     record_us = np.mean([r["record_seconds"] / r["steps"] * 1e6 for r in ours])
+    record_share = np.mean([r["record_seconds"] / r["seconds"] for r in ours])
     callback_share = np.mean([r["callback_seconds"] / r["seconds"] for r in ours])
     refit_share = np.mean([r["refit_seconds"] / r["seconds"] for r in ours])
     refits = np.mean([r["refits"] for r in ours])
+
+    def ratios(values: np.ndarray) -> str:
+        pairs = values / plain  # repeat k of each arm ran back to back
+        return f"**{values.mean() / plain.mean():.3f}** (pairs {pairs.min():.3f}-{pairs.max():.3f})"
+
     rows = [
-        ["plain PPO", fmt(plain.mean(), 0), "1.000", ""],
+        [
+            "plain PPO",
+            fmt(plain.mean(), 0),
+            "1.000",
+            ", ".join(fmt(value, 0) for value in plain) + " steps/s",
+        ],
         [
             "wrapper + callback, rollout-end work included",
             fmt(with_refits.mean(), 0),
-            f"**{with_refits.mean() / plain.mean():.3f}**",
+            ratios(with_refits),
             f"callback {100 * callback_share:.1f} % of wall-clock (refits {100 * refit_share:.1f} %, "
             f"{refits:.0f} refits)",
         ],
         [
             "wrapper + callback, rollout-end work excluded",
             fmt(without.mean(), 0),
-            f"**{without.mean() / plain.mean():.3f}**",
-            f"wrapper `_record_step` {record_us:.0f} µs per step",
+            ratios(without),
+            f"wrapper `_record_step` {record_us:.0f} µs per step, {100 * record_share:.1f} % of wall-clock",
+        ],
+        [
+            "implied by the in-run timers: included / excluded",
+            "",
+            f"**{1 - record_share - callback_share:.3f}** / **{1 - record_share:.3f}**",
+            "1 - (timed share of prefwrap's work) within the same runs: independent of machine load, "
+            "leaves out the wrapper's per-step dispatch outside `_record_step`",
         ],
     ]
     return (
         f"#### 1. Throughput: PPO on {ENV}, {args.steps:,} steps, {args.labels} labels, "
         f"{args.repeats} alternating repeats per arm\n\n"
         + markdown_table(["run", "steps/s", "÷ plain PPO", "notes"], rows)
-        + "\n\nThe label rate here (one label per "
+        + "\n\nWhole-run ratios carry the load of other processes on a shared machine (see the pair "
+        "range); the timer-based row does not. The label rate here (one label per "
         f"{args.steps // args.labels} steps) is ~{(1_000_000 / 700) / (args.steps / args.labels):.0f}x the "
         "paper's 700 labels per 1M steps, with a similar number of refits per run, so the 'included' "
         "figure is a worst case for a full-length run.\n"
@@ -427,18 +447,20 @@ def memory(args: argparse.Namespace) -> str:
 # (label, substring of "file:function") -> cumulative time; first match wins for a row
 PROFILE_GROUPS = [
     ("PPO gradient updates (`PPO.train`)", "ppo.py:train"),
-    ("env step (`DummyVecEnv.step_wait`: MuJoCo, gymnasium wrappers, Monitor)", "dummy_vec_env.py:step_wait"),
-    ("policy forward while collecting (`policy.forward`)", "policies.py:forward"),
-    ("wrapper `_record_step` (all)", "wrapper.py:_record_step"),
-    ("  learned reward `predict_features`", "learned_reward.py:predict_features"),
-    ("  `SegmentBuffer.add`", "segment_buffer.py:add"),
-    ("  encoder (flatten, clip)", "spaces.py:actions"),
-    ("  `_track_episodes`", "wrapper.py:_track_episodes"),
-    ("callback rollout end (queries, store, refits)", "callback.py:_on_rollout_end"),
-    ("  refits (`PreferenceLearner.refit`)", "learner.py:refit"),
-    ("  queries (`_make_queries`)", "learner.py:_make_queries"),
-    ("  store writes (`PreferenceStore.add_queries`)", "store.py:add_queries"),
-    ("VecNormalize", "vec_normalize.py:step_wait"),
+    ("rollout collection (`collect_rollouts`), of which:", "on_policy_algorithm.py:collect_rollouts"),
+    ("- policy forward (`policy.forward`)", "policies.py:forward"),
+    ("- env stack step (`VecNormalize.step_wait` and all below it), of which:", "vec_normalize.py:step_wait"),
+    ("-- env (`DummyVecEnv.step_wait`: MuJoCo, gymnasium wrappers, Monitor)", "dummy_vec_env.py:step_wait"),
+    ("-- prefwrap wrapper (`step_wait`), of which:", "wrapper.py:step_wait"),
+    ("--- `_record_step`, of which:", "wrapper.py:_record_step"),
+    ("---- learned reward `predict_features`", "learned_reward.py:predict_features"),
+    ("---- `SegmentBuffer.add`", "segment_buffer.py:add"),
+    ("---- encoder (flatten, clip actions)", "spaces.py:actions"),
+    ("---- `_track_episodes`", "wrapper.py:_track_episodes"),
+    ("- callback rollout end (queries, store, refits), of which:", "callback.py:_on_rollout_end"),
+    ("-- refits (`PreferenceLearner.refit`)", "learner.py:refit"),
+    ("-- queries (`_make_queries`)", "learner.py:_make_queries"),
+    ("-- store writes (`PreferenceStore.add_queries`)", "store.py:add_queries"),
 ]
 
 
@@ -463,7 +485,8 @@ def profile(args: argparse.Namespace) -> str:
     print(top)
     return (
         f"#### 5. Profile: PPO + wrapper + callback on {ENV}, {args.profile_steps:,} steps, "
-        f"{args.profile_labels} labels (cProfile, cumulative time; total {total:.1f} s)\n\n"
+        f"{args.profile_labels} labels (cProfile, cumulative time, nested rows marked with '-'; total "
+        f"{total:.1f} s)\n\n"
         + markdown_table(["component", "s", "share"], rows)
         + "\n\n<details><summary>Top functions by own time</summary>\n\n```\n"
         + top
@@ -491,6 +514,7 @@ def main() -> None:
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
 
+    snapshot_prefwrap()  # before prefwrap is imported: the whole run measures one version of it
     import torch
 
     torch.set_num_threads(1)

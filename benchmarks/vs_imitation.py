@@ -13,12 +13,14 @@ gymnasium 0.29 has the v4 MuJoCo tasks only, so both libraries run the v4 tasks.
 imitation is configured as its own script ``imitation.scripts.train_preference_comparisons`` configures
 it (see IMITATION_DEFAULTS in imitation_side.py): fragment_length 100, transition_oversampling 1,
 initial_comparison_frac 0.1, initial_epoch_multiplier 200, 3 reward epochs per iteration, a single
-BasicRewardNet (32x32, RunningNorm on inputs and outputs; ``--imitation-ensemble 5`` gives its
-reward_ensemble config), random fragment pairs (``--imitation-active`` for its active selection),
-hyperbolic query schedule, no exploration. Its number of iterations follows the step budget: it
-trains the agent ``num_iterations + 1`` times, each at least one PPO rollout, so ``num_iterations`` is
-one less than the number of rollouts (at most ``--imitation-iterations``, default 60, the value its
-tutorial recommends), and the step budget is rounded up to whole iterations for both libraries.
+BasicRewardNet (32x32, RunningNorm on inputs and outputs), random fragment pairs, hyperbolic query
+schedule, no exploration; ``--imitation-kwargs ensemble_size=3 active_selection=true`` gives its
+reward ensemble and active selection (the paper's choices, and prefwrap's defaults).
+
+Its number of iterations follows the step budget: it trains the agent ``num_iterations + 1`` times,
+each at least one PPO rollout, so ``num_iterations`` is one less than the number of rollouts (at most
+``--imitation-iterations``, default 60, the value its tutorial recommends), and the step budget is
+rounded up to whole iterations for both libraries.
 imitation also steps the env to sample fragments beyond the agent's own rollouts: those steps are
 counted and reported (``env steps``), not added to the agent's budget.
 
@@ -50,6 +52,7 @@ from harness import (
     markdown_table,
     mean_std,
     normalised_score,
+    parse_kwargs,
     ppo_config,
     random_return,
     report_header,
@@ -58,6 +61,7 @@ from harness import (
     run_dir,
     run_jobs,
 )
+from imitation_side import IMITATION_DEFAULTS
 
 VENV = REPO / "benchmarks" / ".venv-imitation"
 CONSTRAINTS = REPO / "benchmarks" / "imitation-constraints.txt"
@@ -139,8 +143,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--imitation-iterations", type=int, default=60)
-    parser.add_argument("--imitation-ensemble", type=int, default=None, help="reward ensemble size")
-    parser.add_argument("--imitation-active", action="store_true", help="imitation's active selection")
+    parser.add_argument(
+        "--imitation-kwargs",
+        nargs="*",
+        default=[],
+        help="key=value overrides of imitation_side.IMITATION_DEFAULTS, e.g. ensemble_size=3 "
+        "active_selection=true exploration_frac=0.05 initial_epoch_multiplier=4",
+    )
     parser.add_argument("--no-true-arm", action="store_true", help="skip PPO on the true reward")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--setup", action="store_true", help="only build the imitation environment")
@@ -155,10 +164,12 @@ def main() -> None:
     tasks = QUICK_TASKS if args.quick else FULL_TASKS
     if args.envs:
         tasks = [task for task in tasks if task[0] in args.envs]
-    imitation_settings = {
-        "ensemble_size": args.imitation_ensemble,
-        "active_selection": args.imitation_active,
-    }
+    imitation_settings = parse_kwargs(args.imitation_kwargs)
+    unknown = set(imitation_settings) - set(IMITATION_DEFAULTS)
+    if unknown:
+        parser.error(
+            f"unknown imitation setting(s) {sorted(unknown)}: choose from {list(IMITATION_DEFAULTS)}"
+        )
     jobs, plans = [], []
     for env, env_kwargs, steps, comparisons in tasks:
         steps = args.steps or steps
@@ -182,11 +193,13 @@ def main() -> None:
         f"prefwrap vs imitation 1.0.1 preference comparisons{' (--quick)' if args.quick else ''}",
         args.workers,
     )
+    settings = ", ".join(
+        f"{key}={value}" for key, value in {**IMITATION_DEFAULTS, **imitation_settings}.items()
+    )
+    changed = f" (changed from its script's defaults: {imitation_settings})" if imitation_settings else ""
     report += (
-        f"- imitation settings: its script defaults (fragment_length 100, oversampling 1, initial "
-        f"comparisons 10 %, initial epoch multiplier 200, 3 epochs), reward ensemble "
-        f"{args.imitation_ensemble or 'none'}, active selection {'on' if args.imitation_active else 'off'}; "
-        "prefwrap: its defaults (3-member ensemble, disagreement selection, ~1.5 s segments)\n"
+        f"- imitation: {settings}{changed}; prefwrap: its defaults (3-member ensemble, disagreement "
+        "selection, ~1.5 s segments, 25 % of the labels before training)\n"
     )
     for env, env_kwargs, steps, comparisons, iterations in plans:
         report += "\n" + task_report(

@@ -28,7 +28,9 @@ from prefwrap.labeling_window import LabelingWindow
 ENV_ID = "Pendulum-v1"
 TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", 50_000))
 TOTAL_LABELS = int(os.environ.get("PREFWRAP_LABELS", 100))
+N_ENVS = int(os.environ.get("PREFWRAP_N_ENVS", 4))
 SEED = 0
+EVAL_EPISODES = int(os.environ.get("PREFWRAP_EVAL_EPISODES", 10))
 OUT_DIR = "runs/human_labeling"
 PPO_KWARGS = dict(  # rl-baselines3-zoo's tuned Pendulum values
     n_steps=1024,
@@ -54,7 +56,7 @@ class HalfSizeFrames(gym.Wrapper):
 # Render every step so that the clips can be shown: envs made with render_mode="rgb_array", and
 # the wrapper keeps the frames of the newest 32 segments (queries are drawn from those).
 venv = make_vec_env(
-    ENV_ID, n_envs=4, seed=SEED, env_kwargs=dict(render_mode="rgb_array"), wrapper_class=HalfSizeFrames
+    ENV_ID, n_envs=N_ENVS, seed=SEED, env_kwargs=dict(render_mode="rgb_array"), wrapper_class=HalfSizeFrames
 )
 venv = PreferenceRewardWrapper(venv, record_frames=True, frame_capacity=32)
 
@@ -82,7 +84,9 @@ oracle.close()
 model.save(f"{OUT_DIR}/policy.zip")
 callback.wrapper.save_reward_model(f"{OUT_DIR}/reward_model.pt")
 
-mean_return, std_return = evaluate_policy(model, make_vec_env(ENV_ID, n_envs=1, seed=SEED + 1000), 10)
+mean_return, std_return = evaluate_policy(
+    model, make_vec_env(ENV_ID, n_envs=1, seed=SEED + 1000), EVAL_EPISODES
+)
 print(
     f"{ENV_ID}: true return {mean_return:.1f} ± {std_return:.1f} from your {callback.learner.n_labels} labels"
 )

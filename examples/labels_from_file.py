@@ -27,13 +27,24 @@ from prefwrap.export import export_queries
 ENV_ID = "Pendulum-v1"
 TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", 50_000))
 TOTAL_LABELS = int(os.environ.get("PREFWRAP_LABELS", 200))
+N_ENVS = int(os.environ.get("PREFWRAP_N_ENVS", 4))
 SEED = 0
+EVAL_EPISODES = int(os.environ.get("PREFWRAP_EVAL_EPISODES", 10))
 OUT_DIR = "runs/labels_from_file"
 STORE = f"{OUT_DIR}/preferences.sqlite"
 LABELS_FILE = f"{OUT_DIR}/labels.jsonl"  # where the annotation tool writes its answers
 CLIPS_DIR = f"{OUT_DIR}/clips"  # what the annotators watch
-PPO_KWARGS = dict(n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate=1e-3,
-                  clip_range=0.2, use_sde=True, sde_sample_freq=4)  # fmt: skip
+PPO_KWARGS = dict(  # rl-baselines3-zoo's tuned Pendulum values
+    n_steps=1024,
+    gae_lambda=0.95,
+    gamma=0.9,
+    n_epochs=10,
+    ent_coef=0.0,
+    learning_rate=1e-3,
+    clip_range=0.2,
+    use_sde=True,
+    sde_sample_freq=4,
+)
 # -------------------------------------------------------------------------------------------------
 
 
@@ -70,7 +81,7 @@ def annotation_team(stop: threading.Event) -> None:
 
 os.makedirs(OUT_DIR, exist_ok=True)
 venv = make_vec_env(
-    ENV_ID, n_envs=4, seed=SEED, env_kwargs=dict(render_mode="rgb_array"), wrapper_class=HalfSizeFrames
+    ENV_ID, n_envs=N_ENVS, seed=SEED, env_kwargs=dict(render_mode="rgb_array"), wrapper_class=HalfSizeFrames
 )
 venv = PreferenceRewardWrapper(venv, record_frames=True, frame_capacity=32)
 
@@ -89,7 +100,9 @@ finally:
     stop.set()
     team.join()
 
-mean_return, std_return = evaluate_policy(model, make_vec_env(ENV_ID, n_envs=1, seed=SEED + 1000), 10)
+mean_return, std_return = evaluate_policy(
+    model, make_vec_env(ENV_ID, n_envs=1, seed=SEED + 1000), EVAL_EPISODES
+)
 print(
     f"{ENV_ID}: true return {mean_return:.1f} ± {std_return:.1f} from {callback.learner.n_labels} file labels"
 )

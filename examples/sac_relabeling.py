@@ -6,7 +6,7 @@ recomputes every stored reward with the newest model after each refit (PEBBLE's 
 ``RELABEL = False`` to see SAC struggle without it. About 5 minutes on a laptop CPU.
 
     python examples/sac_relabeling.py
-    PREFWRAP_STEPS=2048 PREFWRAP_LABELS=10 python examples/sac_relabeling.py   # smoke test
+    PREFWRAP_STEPS=1200 PREFWRAP_LABELS=8 python examples/sac_relabeling.py   # smoke test
 """
 
 import os
@@ -32,6 +32,7 @@ callback = PreferenceCallback(
     oracle=SyntheticOracle(seed=SEED),
     total_labels=TOTAL_LABELS,
     relabel=RELABEL,  # recompute the replay buffer's rewards after each refit
+    min_segments=32,  # first query after ~1,000 steps (32 segments of 30 steps)
     seed=SEED,
     verbose=1,
 )

@@ -23,7 +23,10 @@ from typing import Any, NoReturn
 
 PROG = "prefwrap"
 DEFAULT_ENV = "Pendulum-v1"
-ORACLES = "synthetic, synthetic:PRESET (oracle, stoch, myopic, mistake, skip, equal), human, or file:PATH"
+ORACLES = (
+    "synthetic, synthetic:PRESET (oracle, stoch, myopic, mistake, skip, equal), human (training waits "
+    "while you label), human:async (a labeling window in another process; training goes on), or file:PATH"
+)
 
 
 class UsageError(Exception):
@@ -293,11 +296,11 @@ def make_oracle(spec: str, seed: int) -> Any:
         if argument not in _PRESETS:
             raise UsageError(f"unknown synthetic teacher {argument!r}: use one of {', '.join(_PRESETS)}")
         return SyntheticOracle.preset(argument, seed=seed)
-    if name == "human" and not argument:
+    if name == "human" and argument in ("", "async"):
         try:
             from prefwrap.oracles.human import HumanOracle
 
-            return HumanOracle(labeler="human")
+            return HumanOracle(labeler="human", asynchronous=argument == "async")
         except ImportError as error:
             raise UsageError(str(error)) from None
     if name == "file" and argument:
@@ -441,9 +444,20 @@ def _train_config(args: argparse.Namespace) -> tuple[TrainConfig, Any, dict[str,
 
 
 def make_base_env(
-    config: TrainConfig, info: EnvInfo, params: Any, n_envs: int, seed: int, *, render: bool = False
+    config: TrainConfig,
+    info: EnvInfo,
+    params: Any,
+    n_envs: int,
+    seed: int,
+    *,
+    render: bool = False,
+    small_frames: bool = False,
 ) -> Any:
-    """The vector env below the preference wrapper: Monitor-wrapped envs, Atari wrappers, frame stack."""
+    """The vector env below the preference wrapper: Monitor-wrapped envs, Atari wrappers, frame stack.
+
+    ``render`` makes the envs render to arrays; ``small_frames`` shrinks those renders to clip size
+    (:class:`~prefwrap.video.SmallRender`) for runs that keep frames for labelers.
+    """
     from stable_baselines3.common.env_util import make_atari_env, make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
@@ -457,7 +471,12 @@ def make_base_env(
             env_kwargs.setdefault("frameskip", 1)  # AtariWrapper skips 4 frames itself
         venv = make_atari_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     else:
-        venv = make_vec_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+        from prefwrap.video import SmallRender
+
+        wrapper_class = SmallRender if render and small_frames else None
+        venv = make_vec_env(
+            config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper_class
+        )
     if params.frame_stack:
         venv = VecFrameStack(venv, params.frame_stack)
     return venv
@@ -513,7 +532,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``prefwrap train``: train (or resume) a run, then evaluate, plot, film and summarise it."""
     config, run_location, stored = _train_config(args)
     resuming = stored is not None
+    from prefwrap import hyperparams
+
     env_kwargs = _parse_pairs(config.env_kwargs, "--env-kwargs")
+    if not resuming:  # recorded in config.json, so a resumed run builds the same env
+        for key, value in hyperparams.ENV_KWARGS.get(config.env_id, {}).items():
+            if key not in env_kwargs:
+                env_kwargs[key] = value
+                config.env_kwargs.append(f"{key}={value!r}")
     _headless_rendering()
     info = probe_env(config.env_id, env_kwargs)
     _check_algo_fits(config.algo, config.env_id, info)
@@ -522,7 +548,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{config.env_id} has image observations, which need prefwrap's CNN reward model "
             "(prefwrap.cnn_reward_model), not in this version: use a vector-observation env"
         )
-    from prefwrap import hyperparams
 
     try:
         params = hyperparams.resolve(
@@ -584,15 +609,29 @@ def _train(
     from prefwrap.wrapper import PreferenceRewardWrapper
 
     resuming = stored is not None
+    wrapper_kwargs: dict[str, Any] = {}
+    if info.atari:  # the paper's Atari settings; --learner options override them
+        from prefwrap.presets import atari_preset
+
+        preset = atari_preset(
+            config.labels, initial_labels=min(500, max(1, config.labels // 4)), seed=config.seed
+        )
+        wrapper_kwargs = preset.wrapper
+        learner_kwargs = {k: v for k, v in preset.learner.items() if k != "total_labels"} | learner_kwargs
     needs_frames = bool(getattr(oracle, "needs_frames", False)) and not info.image
-    base = make_base_env(config, info, params, config.n_envs, config.seed, render=needs_frames)
+    base = make_base_env(
+        config, info, params, config.n_envs, config.seed, render=needs_frames, small_frames=True
+    )
     reward_model = run.reward_model if resuming and run.reward_model.is_file() else None
     wrapper = PreferenceRewardWrapper(
-        base, reward_model=reward_model, record_frames=needs_frames, device=_reward_device(device, info)
+        base,
+        reward_model=reward_model,
+        record_frames=needs_frames,
+        frame_capacity=64,  # clips of the newest 64 segments: frames are most of the memory
+        device=_reward_device(device, info),
+        **wrapper_kwargs,
     )
     venv = _with_normalizer(wrapper, params, run.vecnormalize if resuming else None, training=True)
-    if hasattr(oracle, "env_fps"):
-        oracle.env_fps = info.render_fps
     try:
         callback = PreferenceCallback(
             venv, oracle, config.labels, store=run.store, verbose=1, **learner_kwargs
@@ -606,8 +645,6 @@ def _train(
             f"{run.store} holds labels of {stored_env}, not {config.env_id}: use another --run-dir"
         )
     store.set_meta("env_id", config.env_id)
-    if info.render_fps:
-        store.set_meta("render_fps", str(info.render_fps))
 
     model = None
     if resuming and run.policy.is_file():
@@ -930,7 +967,8 @@ def _print_summary(summary: dict[str, Any], run: Any) -> None:
         value = summary.get(key)
         if not value or value.get("mean") is None:
             return "-"
-        return f"{value['mean']:.1f} ± {value['std']:.1f}  ({value['episodes']} episodes)"
+        episodes = value["episodes"]
+        return f"{value['mean']:.1f} ± {value['std']:.1f}  ({episodes} episode{'s' * (episodes != 1)})"
 
     table = Table(title=summary.get("title"), show_header=True, header_style="bold")
     table.add_column("")

@@ -4,9 +4,9 @@ Each member is 4 convolutions of 16 filters (7x7, 5x5, 3x3, 3x3; strides 3, 2, 1
 norm, leaky ReLU and dropout, then a 64-unit dense layer and a scalar output (Christiano et al. 2017,
 appendix A.2). The members are stacked as the groups of grouped convolutions: member ``m`` owns
 channels ``m * 16 : (m + 1) * 16`` of every layer, so one ``conv2d`` call serves the whole ensemble.
-On 2 CPU threads this is 1.2-2.3x faster than ``torch.func.stack_module_state`` + ``vmap`` for
-per-step inference and about as fast for fitting, and it keeps ``nn.Module`` train/eval semantics
-for batch norm and dropout (measured in ``docs/atari.md``).
+On CPU this is 1.2-2x faster than ``torch.func.stack_module_state`` + ``vmap`` (inference and
+fitting) and keeps ``nn.Module`` train/eval semantics for batch norm; a plain loop over member modules
+was still 1.2-1.4x faster on large CPU batches (oneDNN's grouped kernels): see ``docs/atari.md``.
 """
 
 from __future__ import annotations

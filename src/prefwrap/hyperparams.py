@@ -314,6 +314,15 @@ TUNED: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+ENV_KWARGS: dict[str, dict[str, Any]] = {
+    # An episode that ends when the robot falls tells the agent what not to do for free: as in the
+    # paper and our benchmarks, these tasks run without that termination, so all it learns comes
+    # from the preferences. Give --env-kwargs terminate_when_unhealthy=True to restore it.
+    "Hopper-v5": {"terminate_when_unhealthy": False},
+    "Walker2d-v5": {"terminate_when_unhealthy": False},
+}
+"""``gymnasium.make`` keyword arguments ``prefwrap train`` adds unless given."""
+
 DEFAULT_STEPS = 1_000_000
 """Training steps when neither ``--steps`` nor a tuned ``n_timesteps`` is known."""
 

@@ -41,7 +41,7 @@ def segment_returns(
     """
     lead = mask.shape  # (S, H) shared, or (E, S, H) per member
     obs = observations.reshape(*lead[:-2], -1, *observations.shape[mask.dim() :])
-    act = actions.reshape(*lead[:-2], -1, actions.shape[-1])
+    act = actions.reshape(*lead[:-2], lead[-2] * lead[-1], actions.shape[-1])  # explicit: D_a may be 0
     rewards = model(obs, act)  # (E, S * H)
     rewards = rewards.reshape(rewards.shape[0], *lead[-2:])
     return (rewards * mask).sum(dim=-1)

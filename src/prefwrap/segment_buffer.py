@@ -404,6 +404,11 @@ class ImageSegmentBuffer(SegmentBuffer):
         self._frames_store[row, : len(virtual)] = self._window_frames_store[env, virtual]
         self._frames_store[row, len(virtual) :] = 0
 
+    def rows_with_frames(self) -> np.ndarray:
+        """Rows a person can watch: all of them when no frames are rendered (the labeling window then
+        shows the image observations), else those whose rendered frames are still kept."""
+        return self.newest_rows() if self._frames is None else super().rows_with_frames()
+
     def observations_of(self, rows: np.ndarray) -> np.ndarray:
         """Rebuilt stacked observations ``(len(rows), H, *observation_shape)`` of ``rows``, uint8.
 

@@ -1,11 +1,14 @@
-"""Write evaluation videos: MP4 (H.264 through imageio-ffmpeg), or a GIF when ffmpeg is unavailable."""
+"""Frames and videos: evaluation videos as MP4 (H.264 through imageio-ffmpeg) or GIF when ffmpeg is
+unavailable, and :class:`SmallRender` for clip-sized renders."""
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 logger = logging.getLogger(__name__)
@@ -112,3 +115,28 @@ def _even(frame: np.ndarray) -> np.ndarray:
     if height % 2 == 0 and width % 2 == 0:
         return frame
     return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)))
+
+
+class SmallRender(gym.Wrapper):
+    """Makes ``render()`` return frames of at most ``max_side`` pixels (integer subsampling).
+
+    A labeler judges a 1.5 s clip as well at 250 px as at 500, and a run that keeps clips for labelers
+    holds thousands of frames in memory: Pendulum's 500x500 renders shrink to 250x250, a quarter.
+
+    Args:
+        env: The env, created with ``render_mode="rgb_array"``.
+        max_side: Largest height or width of the returned frames.
+    """
+
+    def __init__(self, env: gym.Env, max_side: int = 256) -> None:
+        super().__init__(env)
+        if max_side < 1:
+            raise ValueError(f"max_side must be >= 1, got {max_side}")
+        self.max_side = max_side
+
+    def render(self) -> Any:
+        frame = self.env.render()
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+            return frame
+        step = math.ceil(max(frame.shape[:2]) / self.max_side)
+        return frame[::step, ::step] if step > 1 else frame
