@@ -1,28 +1,25 @@
-"""Every example runs as shown, with a tiny budget (``PREFWRAP_STEPS``/``PREFWRAP_LABELS``)."""
+"""Every example runs as shown, with a tiny budget (``PREFWRAP_STEPS``/``PREFWRAP_LABELS``).
+
+Examples run as scripts in fresh processes, two at a time (one torch thread each).
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
-import runpy
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _missing(*modules: str) -> str | None:
-    absent = [name for name in modules if importlib.util.find_spec(name) is None]
-    return f"needs {', '.join(absent)}" if absent else None
-
-
 # example -> (tiny-budget environment, modules it needs)
-CASES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "ppo_halfcheetah_synthetic.py": ({"PREFWRAP_STEPS": "2048", "PREFWRAP_LABELS": "8"}, ("mujoco",)),
-    # Hopper's 60-step segments: 4096 steps give the 64 segments the first query waits for.
-    "trpo_hopper.py": ({"PREFWRAP_STEPS": "4096", "PREFWRAP_LABELS": "8"}, ("mujoco",)),
+CASES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {  # most expensive first
     "a2c_atari.py": (
         {
             "PREFWRAP_STEPS": "2048",
@@ -35,6 +32,7 @@ CASES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         ("ale_py", "prefwrap.cnn_reward_model"),
     ),
     "sac_relabeling.py": ({"PREFWRAP_STEPS": "1200", "PREFWRAP_LABELS": "8"}, ()),
+    "labels_from_file.py": ({"PREFWRAP_STEPS": "2048", "PREFWRAP_LABELS": "6", "PREFWRAP_N_ENVS": "1"}, ()),
     "human_labeling.py": (
         {
             "PREFWRAP_STEPS": "2048",
@@ -46,7 +44,9 @@ CASES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         },
         ("pygame",),
     ),
-    "labels_from_file.py": ({"PREFWRAP_STEPS": "2048", "PREFWRAP_LABELS": "6", "PREFWRAP_N_ENVS": "1"}, ()),
+    "ppo_halfcheetah_synthetic.py": ({"PREFWRAP_STEPS": "2048", "PREFWRAP_LABELS": "8"}, ("mujoco",)),
+    # Hopper's 60-step segments: 4096 steps give the 64 segments the first query waits for.
+    "trpo_hopper.py": ({"PREFWRAP_STEPS": "4096", "PREFWRAP_LABELS": "8"}, ("mujoco",)),
     "cleanrl_style_loop.py": ({"PREFWRAP_STEPS": "3000", "PREFWRAP_LABELS": "8"}, ()),
 }
 
@@ -55,32 +55,61 @@ def test_every_example_is_tested() -> None:
     assert sorted(path.name for path in EXAMPLES.glob("*.py")) == sorted(CASES)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_example_runs_with_a_tiny_budget(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    environment, modules = CASES[name]
-    reason = _missing(*modules)
-    if reason == "needs prefwrap.cnn_reward_model":
-        pytest.skip("image observations need prefwrap.cnn_reward_model, not in this version yet")
-    if reason:
-        pytest.skip(f"{name} {reason}")
-    monkeypatch.chdir(tmp_path)  # examples write their runs/ here
-    monkeypatch.setenv("PREFWRAP_EVAL_EPISODES", "1")
-    monkeypatch.setenv("MUJOCO_GL", "egl")
-    for key, value in environment.items():
-        monkeypatch.setenv(key, value)
-    threads = torch.get_num_threads()
-    try:
-        runpy.run_path(str(EXAMPLES / name), run_name="__main__")
-    finally:
-        torch.set_num_threads(threads)
-        if "pygame" in modules:
-            import pygame
+def _run(name: str, workdir: Path) -> subprocess.CompletedProcess:
+    environment, _ = CASES[name]
+    workdir.mkdir(parents=True, exist_ok=True)  # examples write their runs/ here
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            **os.environ,
+            "PREFWRAP_EVAL_EPISODES": "1",
+            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
+            "OMP_NUM_THREADS": "1",  # one torch thread per example, two examples at a time
+            "PYTHONWARNINGS": "ignore",
+            **environment,
+        },
+    )
 
-            pygame.display.quit()
-    out = capsys.readouterr().out
-    final = out.strip().splitlines()[-1]
+
+@pytest.fixture(scope="module")
+def example_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Future]:
+    """Start every selected, runnable example at once, two at a time (one per core)."""
+    selected = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.originalname == "test_example_runs_with_a_tiny_budget" and hasattr(item, "callspec")
+    ]
+    root = tmp_path_factory.mktemp("examples")
+    pool = ThreadPoolExecutor(max_workers=2)
+    request.addfinalizer(pool.shutdown)
+    # Longest first, so the two workers finish together.
+    order = sorted((name for name in selected if _skip_reason(name) is None), key=list(CASES).index)
+    return {name: pool.submit(_run, name, root / name.removesuffix(".py")) for name in order}
+
+
+def _skip_reason(name: str) -> str | None:
+    missing = [module for module in CASES[name][1] if importlib.util.find_spec(module) is None]
+    if not missing:
+        return None
+    if missing == ["prefwrap.cnn_reward_model"]:
+        return "image observations need prefwrap.cnn_reward_model, not in this version yet"
+    return f"{name} needs {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_example_runs_with_a_tiny_budget(name: str, example_runs: dict[str, Future]) -> None:
+    reason = _skip_reason(name)
+    if reason is not None:
+        pytest.skip(reason)
+    result = example_runs[name].result()
+    assert result.returncode == 0, result.stderr[-4000:]
+    final = result.stdout.strip().splitlines()[-1]
     assert re.search(r"(true return|game score) -?\d", final), final
     labels = re.search(r"from (?:your )?(\d+) (?:file )?labels", final)
     if labels is not None:
