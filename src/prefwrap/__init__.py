@@ -17,6 +17,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "CnnRewardEnsemble": "prefwrap.cnn_reward_model",
+    "atari_preset": "prefwrap.presets",
     "ConstantSchedule": "prefwrap.schedule",
     "DecayingSchedule": "prefwrap.schedule",
     "DisagreementSelector": "prefwrap.selection",

@@ -275,9 +275,13 @@ class PreferenceLearner:
             return [], float("nan")
         pairs = self._candidate_pairs(len(rows), n_pairs * self.candidate_factor)
         if self.wrapper.learned_reward.fitted:
-            member_returns = self._member_returns(rows)
-            chosen = self.selector.select(pairs, member_returns, n_pairs)
-            disagreement = float(preference_disagreement(pairs[chosen], member_returns).mean())
+            # score only the segments that appear in a candidate pair (cheap even for image buffers)
+            scored, positions = np.unique(pairs, return_inverse=True)
+            member_returns = self._member_returns(rows[scored])
+            chosen = self.selector.select(positions.reshape(pairs.shape), member_returns, n_pairs)
+            disagreement = float(
+                preference_disagreement(positions.reshape(pairs.shape)[chosen], member_returns).mean()
+            )
         else:  # an unfitted ensemble's disagreement is noise: the first batch is random
             chosen = self._rng.choice(len(pairs), size=min(n_pairs, len(pairs)), replace=False)
             disagreement = float("nan")
