@@ -424,7 +424,6 @@ def memory(args: argparse.Namespace) -> str:
         tracemalloc.stop()
         print("memory", rows[-1], flush=True)
         del buffer
-    image_bytes = SegmentBuffer(1, 25, (84, 84, 4), np.uint8, 18, capacity=2).observations.nbytes / 2
     return (
         "#### 4. Segment buffer memory (HalfCheetah shapes: 30 steps × (17 obs + 6 action + 1 reward) "
         "float32)\n\n"
@@ -437,10 +436,46 @@ def memory(args: argparse.Namespace) -> str:
             ],
             rows,
         )
-        + f"\n\nWith Atari observations (84×84×4 uint8, 25 steps) one segment's observations take "
-        f"{image_bytes / 2**20:.2f} MiB, so the default `buffer_size=10_000` would hold "
-        f"{image_bytes * 10_000 / 2**30:.1f} GiB once filled (the numbers are the arrays' sizes; "
-        "they are allocated lazily).\n"
+        + "\n\n"
+        + _image_memory()
+    )
+
+
+def _image_memory() -> str:
+    """Image observations: what the wrapper's image buffer holds under its default memory budget."""
+    try:
+        from prefwrap.segment_buffer import ImageSegmentBuffer
+    except ImportError:
+        return "(this prefwrap version has no ImageSegmentBuffer)\n"
+    rows = []
+    for frame_stack, shape in ((4, (84, 84, 4)), (1, (84, 84, 1))):
+        buffer = ImageSegmentBuffer(8, 25, shape, 18, channels_first=False, frame_stack=frame_stack)
+        rows.append(
+            [
+                f"{shape}, frame stack {frame_stack}",
+                f"{buffer.memory_mb:g}",
+                f"{buffer.capacity:,}",
+                f"{buffer.nbytes / 2**20:.0f}",
+                f"{buffer.bytes_per_step:,.0f}",
+                f"{buffer.naive_bytes_per_step / buffer.bytes_per_step:.2f}",
+            ]
+        )
+        del buffer
+    return (
+        "Image observations (Atari, 25-step segments, 8 envs), `ImageSegmentBuffer` with its default "
+        "memory budget:\n\n"
+        + markdown_table(
+            [
+                "observation",
+                "budget MiB",
+                "segments kept",
+                "array MiB",
+                "bytes per step",
+                "copy-every-stack ÷ stored",
+            ],
+            rows,
+        )
+        + "\n"
     )
 
 
@@ -450,9 +485,9 @@ PROFILE_GROUPS = [
     ("rollout collection (`collect_rollouts`), of which:", "on_policy_algorithm.py:collect_rollouts"),
     ("- policy forward (`policy.forward`)", "policies.py:forward"),
     ("- env stack step (`VecNormalize.step_wait` and all below it), of which:", "vec_normalize.py:step_wait"),
-    ("-- env (`DummyVecEnv.step_wait`: MuJoCo, gymnasium wrappers, Monitor)", "dummy_vec_env.py:step_wait"),
-    ("-- prefwrap wrapper (`step_wait`), of which:", "wrapper.py:step_wait"),
-    ("--- `_record_step`, of which:", "wrapper.py:_record_step"),
+    ("-- prefwrap wrapper `step_wait` (and the env below it), of which:", "wrapper.py:step_wait"),
+    ("--- env (`DummyVecEnv.step_wait`: MuJoCo, gymnasium wrappers, Monitor)", "dummy_vec_env.py:step_wait"),
+    ("--- `_record_step` (prefwrap's own per-step work), of which:", "wrapper.py:_record_step"),
     ("---- learned reward `predict_features`", "learned_reward.py:predict_features"),
     ("---- `SegmentBuffer.add`", "segment_buffer.py:add"),
     ("---- encoder (flatten, clip actions)", "spaces.py:actions"),

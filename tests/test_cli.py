@@ -154,6 +154,8 @@ def test_label_opens_the_labeling_session_on_the_run_store(
     pytest.importorskip("pygame")
     import prefwrap.oracles.human as human
 
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # a display, as far as the command can tell
+
     calls = []
     monkeypatch.setattr(
         human, "run_labeling_session", lambda path, **kwargs: calls.append((path, kwargs)) or 0
@@ -246,7 +248,8 @@ def _n_labels(run: Path) -> int:
         (["eval", "/nonexistent/run"], "is not a directory"),
         (["export", "/nonexistent/run"], "no preference store"),
         (["label", "/nonexistent/run"], "no preference store"),
-        ([], "required"),
+        (["train", "--threads", "0"], "--threads must be at least 1"),
+        (["eval", "/nonexistent/run", "--episodes", "0"], "is not a directory"),
     ],
 )
 def test_bad_arguments_exit_non_zero_with_one_line(
@@ -269,6 +272,7 @@ def test_bad_arguments_exit_non_zero_with_one_line(
         (lambda run: ["train", "--run-dir", str(run)], "already holds a run"),
         (lambda run: ["train", "--resume", str(run), "--algo", "a2c"], "--algo cannot change"),
         (lambda run: ["train", "--resume", str(run), "--run-dir", str(run)], "not both"),
+        (lambda run: ["train", "--resume", str(run), "--labels", "0"], "--labels must be at least 1"),
     ],
 )
 def test_bad_run_directory_use_exits_with_one_line(
@@ -290,25 +294,55 @@ def test_cuda_without_a_gpu_is_one_line(capsys: pytest.CaptureFixture[str]) -> N
     assert_one_line_error(capsys.readouterr().err, "--device cuda")
 
 
+def test_missing_mujoco_names_the_pip_extra(tmp_path: Path) -> None:
+    """MuJoCo is hidden from a fresh interpreter by a stub package that fails to import."""
+    stub = tmp_path / "mujoco"
+    stub.mkdir()
+    (stub / "__init__.py").write_text('raise ImportError("No module named mujoco")\n')
+    pythonpath = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    result = prefwrap("train", "HalfCheetah-v5", env={"PYTHONPATH": pythonpath})
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, 'pip install "prefwrap[mujoco]"')
+
+
 @pytest.mark.parametrize(
     ("module", "argv", "fragment"),
     [
-        ("mujoco", ["train", "HalfCheetah-v5"], 'pip install "prefwrap[mujoco]"'),
         ("ale_py", ["train", "ALE/Pong-v5"], 'pip install "prefwrap[atari]"'),
         ("pygame", ["train", "--oracle", "human"], 'pip install "prefwrap[human]"'),
     ],
 )
 def test_a_missing_extra_names_the_pip_extra(
-    tmp_path: Path, module: str, argv: list[str], fragment: str
+    module: str,
+    argv: list[str],
+    fragment: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The extra is hidden from a fresh interpreter by a stub package that fails to import."""
-    stub = tmp_path / module
-    stub.mkdir()
-    (stub / "__init__.py").write_text(f'raise ImportError("No module named {module}")\n')
-    pythonpath = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
-    result = prefwrap(*argv, env={"PYTHONPATH": pythonpath})
-    assert result.returncode == 2
-    assert_one_line_error(result.stderr, fragment)
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, fragment)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the display check is for Linux desktops")
+def test_human_oracle_without_a_display_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pygame")
+    for variable in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(SystemExit):
+        main(["train", "--oracle", "human"])
+    assert_one_line_error(capsys.readouterr().err, "no display")
+
+
+def test_no_command_shows_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    for command in ("train", "label", "export", "plot", "eval"):
+        assert command in out
 
 
 def test_python_dash_m_and_help(capsys: pytest.CaptureFixture[str]) -> None:

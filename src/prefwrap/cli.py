@@ -12,7 +12,6 @@ traceback. Heavy imports (torch, Stable-Baselines3) happen after the arguments a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import sys
@@ -61,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an agent from preferences (no argument: a short Pendulum demo)",
         description="Train an agent on a reward learned from preferences. With no argument: PPO on "
         "Pendulum-v1, 200 synthetic labels, 50k steps (a few minutes on a CPU).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     train.add_argument(
         "env_id", nargs="?", default=None, metavar="ENV_ID", help=f"Gymnasium env id [{DEFAULT_ENV}]"
@@ -78,9 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", default=None, help="run directory [runs/ENV-ALGO-seedS-TIME]")
     train.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR")
     train.add_argument("--n-envs", type=int, default=None, help="parallel envs [zoo's tuned value]")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device")
     train.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (small networks train fastest on one)"
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch device [auto]"
+    )
+    train.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads; small networks train fastest on one [1]"
     )
     train.add_argument(
         "--hyperparams",
@@ -148,7 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``prefwrap`` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()  # plain `prefwrap`: show the commands
+        return 2
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UsageError as error:
@@ -300,9 +304,11 @@ def make_oracle(spec: str, seed: int) -> Any:
         try:
             from prefwrap.oracles.human import HumanOracle
 
-            return HumanOracle(labeler="human", asynchronous=argument == "async")
+            oracle = HumanOracle(labeler="human", asynchronous=argument == "async")
         except ImportError as error:
             raise UsageError(str(error)) from None
+        _check_display("--oracle human")
+        return oracle
     if name == "file" and argument:
         from prefwrap.oracles.file import FileOracle
 
@@ -313,6 +319,18 @@ def make_oracle(spec: str, seed: int) -> Any:
         oracle.needs_frames = True  # queries must have clips so that `prefwrap export` can show them
         return oracle
     raise UsageError(f"--oracle must be {ORACLES}; got {spec!r}")
+
+
+def _check_display(what: str) -> None:
+    """A labeling window needs a screen: fail before training, not at the first query."""
+    headless = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER")
+    )
+    if headless:
+        raise UsageError(
+            f"{what} opens a window, but there is no display (DISPLAY is not set): run it on a desktop, "
+            "or train with --oracle file:PATH and answer with prefwrap label/export elsewhere"
+        )
 
 
 def resolve_device(device: str, threads: int = 1) -> str:
@@ -340,7 +358,8 @@ def _parse_pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
     try:
         return parse_overrides(items or [])
     except ValueError as error:
-        raise UsageError(f"{flag}: {error}") from None
+        hint = " (give ENV_ID before the options)" if any("=" not in item for item in items or []) else ""
+        raise UsageError(f"{flag}: {error}{hint}") from None
 
 
 def _learner_kwargs(config: TrainConfig) -> dict[str, Any]:
@@ -382,6 +401,16 @@ def _train_config(args: argparse.Namespace) -> tuple[TrainConfig, Any, dict[str,
     """The run's configuration and directory, from the arguments or (``--resume``) from config.json."""
     from prefwrap.run_dir import RunDirError, check_same_env, open_run_dir
 
+    if args.labels is not None and args.labels < 1:
+        raise UsageError(f"--labels must be at least 1, got {args.labels}")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.n_envs is not None and args.n_envs < 1:
+        raise UsageError(f"--n-envs must be at least 1, got {args.n_envs}")
+    if args.eval_episodes is not None and args.eval_episodes < 1:
+        raise UsageError(f"--eval-episodes must be at least 1, got {args.eval_episodes}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UsageError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     if args.resume:
         if args.run_dir:
             raise UsageError("give either --resume DIR or --run-dir DIR, not both")
@@ -427,16 +456,6 @@ def _train_config(args: argparse.Namespace) -> tuple[TrainConfig, Any, dict[str,
     run_dir = args.run_dir or os.path.join(
         "runs", f"{env_id.replace('/', '-')}-{config.algo}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    if args.labels is not None and args.labels < 1:
-        raise UsageError(f"--labels must be at least 1, got {args.labels}")
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}")
-    if args.n_envs is not None and args.n_envs < 1:
-        raise UsageError(f"--n-envs must be at least 1, got {args.n_envs}")
-    if args.eval_episodes is not None and args.eval_episodes < 1:
-        raise UsageError(f"--eval-episodes must be at least 1, got {args.eval_episodes}")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise UsageError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     return config, run_dir, None
 
 
@@ -543,12 +562,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     _headless_rendering()
     info = probe_env(config.env_id, env_kwargs)
     _check_algo_fits(config.algo, config.env_id, info)
-    if info.image and importlib.util.find_spec("prefwrap.cnn_reward_model") is None:
-        raise UsageError(
-            f"{config.env_id} has image observations, which need prefwrap's CNN reward model "
-            "(prefwrap.cnn_reward_model), not in this version: use a vector-observation env"
-        )
-
     try:
         params = hyperparams.resolve(
             config.algo,
@@ -602,6 +615,7 @@ def _train(
     stored: dict[str, Any] | None,
 ) -> int:
     from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.utils import set_random_seed
 
     from prefwrap import __version__
     from prefwrap.callback import PreferenceCallback
@@ -609,6 +623,9 @@ def _train(
     from prefwrap.wrapper import PreferenceRewardWrapper
 
     resuming = stored is not None
+    # Seed python, numpy and torch before anything draws from them: the reward ensemble's initial
+    # weights come from torch's global generator, before SB3 seeds it for the policy.
+    set_random_seed(config.seed)
     wrapper_kwargs: dict[str, Any] = {}
     if info.atari:  # the paper's Atari settings; --learner options override them
         from prefwrap.presets import atari_preset
@@ -675,25 +692,28 @@ def _train(
     _print_header(config, run, params, resuming, start_step, callback.learner.n_labels)
     remaining = config.steps - start_step
     started = time.perf_counter()
-    if remaining > 0:
-        try:
+    try:
+        if remaining > 0:
             model.learn(
                 remaining,
                 callback=CallbackList([callback, checkpoint]),
                 reset_num_timesteps=start_step == 0,
                 progress_bar=not args.no_progress_bar,
             )
-        except KeyboardInterrupt:
-            checkpoint.model = model
-            checkpoint.save()
-            print(
-                f"\nInterrupted at step {model.num_timesteps}; every label is stored. Continue with:\n"
-                f"  prefwrap train --resume {run.path}",
-                file=sys.stderr,
-            )
-            return 130
-    else:
-        print(f"Already trained for {start_step} steps (--steps {config.steps}): evaluating.")
+        else:
+            print(f"Already trained for {start_step} steps (--steps {config.steps}): evaluating.")
+    except KeyboardInterrupt:
+        checkpoint.model = model
+        checkpoint.save()
+        print(
+            f"\nInterrupted at step {model.num_timesteps}; every label is stored. Continue with:\n"
+            f"  prefwrap train --resume {run.path}",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        if callable(getattr(oracle, "close", None)):
+            oracle.close()  # the labeling window, if any
     train_seconds = time.perf_counter() - started
     config_record = read_json(run.config) or record
     config_record["sessions"][-1]["train_seconds"] = round(train_seconds, 1)
@@ -729,7 +749,7 @@ def _finish(
     if normalizer is not None:
         normalizer.save(str(run.vecnormalize))
     print(
-        f"Evaluating on the true reward ({config.eval_episodes} episodes, and as many of a random policy)..."
+        f"Evaluating on the true reward: {config.eval_episodes} episode(s), and as many of a random policy..."
     )
     summary = _evaluate_run(
         config, run, info, params, model, wrapper.learned_reward, wrapper.segment_length, video=config.video
@@ -743,7 +763,7 @@ def _finish(
     summary.update(_label_counts(learner.store, config.labels))
     summary.update(
         pending=learner.n_pending,
-        val_accuracy=learner.last_fit.validation_accuracy
+        val_accuracy=_finite_or_none(learner.last_fit.validation_accuracy)
         if learner.last_fit
         else previous.get("val_accuracy"),
         steps=int(model.num_timesteps),
@@ -787,18 +807,11 @@ def _evaluate_run(
         fps = (info.render_fps or 30.0) / (4 if info.atari else 1)
         writer = VideoWriter(run.videos / "policy", fps=fps)
     act = policy_actions(model, deterministic)
-    try:
-        policy = _evaluate(
-            config, info, params, learned_reward, segment_length, normalizer, eval_seed, act, writer
-        )
-    except Exception as error:
-        if writer is None:
-            raise
-        print(f"No video: rendering failed ({' '.join(str(error).split())})")
-        writer = None
-        policy = _evaluate(
-            config, info, params, learned_reward, segment_length, normalizer, eval_seed, act, None
-        )
+    policy = _evaluate(
+        config, info, params, learned_reward, segment_length, normalizer, eval_seed, act, writer
+    )
+    if policy.video_error:
+        print(f"No video: rendering failed ({policy.video_error})")
     video_path = writer.close() if writer is not None else None
     randomly = _evaluate(
         config, info, params, learned_reward, segment_length, normalizer, eval_seed + 1, None, None
@@ -819,6 +832,10 @@ def _evaluate_run(
         "reward_correlation": _finite_or_none(correlation(true_returns, learned_returns)),
         "video": str(video_path) if video_path is not None else None,
     }
+
+
+VIDEO_SECONDS = 10.0
+"""The video shows the first this many seconds of one evaluation episode."""
 
 
 def _evaluate(
@@ -850,6 +867,7 @@ def _evaluate(
             act or random_actions(venv, seed),
             config.eval_episodes,
             on_frame=writer.add if writer is not None else None,
+            max_frames=int(VIDEO_SECONDS * writer.fps) if writer is not None else 0,
         )
     finally:
         venv.close()
@@ -871,6 +889,9 @@ def _train_baseline(
     from prefwrap.evaluation import policy_actions
 
     print(f"Training the baseline: {config.algo.upper()} on the true reward, {config.steps:,} steps...")
+    from stable_baselines3.common.utils import set_random_seed
+
+    set_random_seed(config.seed)
     logs = run.baseline / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     venv = _with_normalizer(
@@ -987,11 +1008,11 @@ def _print_summary(summary: dict[str, Any], run: Any) -> None:
         labels += f", {summary['pending']} pending"
     table.add_row("labels used", labels)
     accuracy = summary.get("val_accuracy")
-    table.add_row("reward model validation accuracy", f"{accuracy:.3f}" if accuracy is not None else "-")
+    table.add_row("reward model val. accuracy", f"{accuracy:.3f}" if accuracy is not None else "-")
     r = summary.get("reward_correlation")
-    table.add_row("learned vs true return, held-out segments (r)", f"{r:.3f}" if r is not None else "-")
+    table.add_row("learned vs true return (held-out r)", f"{r:.3f}" if r is not None else "-")
     seconds = summary.get("train_seconds")
-    table.add_row("environment steps / training time", f"{summary.get('steps', 0):,} / {_duration(seconds)}")
+    table.add_row("env steps / training time", f"{summary.get('steps', 0):,} / {_duration(seconds)}")
     console = Console()
     console.print(table)
     for path in summary.get("plots", []):
@@ -1026,6 +1047,7 @@ def _duration(seconds: float | None) -> str:
 def cmd_label(args: argparse.Namespace) -> int:
     """``prefwrap label DIR``: answer the run's pending queries in a pygame window."""
     run = _existing_store(args.run_dir)
+    _check_display("prefwrap label")
     try:
         from prefwrap.labeling_window import clip_frames, import_pygame
         from prefwrap.oracles.human import run_labeling_session
@@ -1151,12 +1173,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = TrainConfig(**{k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__})
     _headless_rendering()
     info = probe_env(config.env_id, _parse_pairs(config.env_kwargs, "--env-kwargs"))
-    params = hyperparams.resolve(
-        config.algo,
-        config.env_id,
-        atari=info.atari,
-        overrides=_parse_pairs(config.hyperparams, "--hyperparams"),
-    )
+    try:
+        params = hyperparams.resolve(
+            config.algo,
+            config.env_id,
+            atari=info.atari,
+            overrides=_parse_pairs(config.hyperparams, "--hyperparams"),
+        )
+    except ValueError as error:
+        raise UsageError(f"{run.config}: {error}") from None
     if args.episodes:
         config.eval_episodes = args.episodes
     device = resolve_device(args.device, args.threads)
@@ -1171,7 +1196,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     space_env.close()
     segment_length = int(stored.get("segment_length") or 25)
-    print(f"Evaluating {run.policy} on the true reward ({config.eval_episodes} episodes)...")
+    print(f"Evaluating {run.policy} on the true reward: {config.eval_episodes} episode(s)...")
     summary = (read_json(run.summary) or {}) | _evaluate_run(
         config,
         run,
@@ -1188,6 +1213,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             summary.update(_label_counts(store, config.labels))
             summary["pending"] = len(store.pending_queries(with_frames=False))
     summary["steps"] = int(model.num_timesteps)
+    summary.setdefault(
+        "train_seconds", round(sum(s.get("train_seconds", 0.0) for s in stored.get("sessions", [])), 1)
+    )
     summary["plots"] = [str(path) for path in plot_run(run, summary)]
     write_json(run.summary, summary)
     _print_summary(summary, run)

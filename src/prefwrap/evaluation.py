@@ -32,12 +32,14 @@ class Evaluation:
         segment_learned_returns: Learned (normalised) return of the same segments ``(S,)``; NaN if the
             reward was never fitted.
         n_frames: Frames handed to ``on_frame``.
+        video_error: Why rendering stopped early, if it failed (the evaluation itself goes on).
     """
 
     episode_returns: np.ndarray
     segment_true_returns: np.ndarray
     segment_learned_returns: np.ndarray
     n_frames: int = 0
+    video_error: str | None = None
 
     @property
     def mean(self) -> float:
@@ -81,13 +83,18 @@ def evaluate(
     observations = venv.reset()
     recording = on_frame is not None
     n_frames = 0
+    video_error: str | None = None
     for _ in range(max_steps):
         if recording:
-            frame = venv.get_images()[0]
-            recording = frame is not None and n_frames < max_frames
-            if recording:
-                on_frame(frame)  # type: ignore[misc]
-                n_frames += 1
+            try:
+                frame = venv.get_images()[0]
+                recording = frame is not None and n_frames < max_frames
+                if recording:
+                    on_frame(frame)  # type: ignore[misc]
+                    n_frames += 1
+            except Exception as error:  # a renderer that fails (no OpenGL...) costs the video only
+                video_error = " ".join(f"{type(error).__name__}: {error}".split())
+                recording = False
         observations, _, _, infos = venv.step(act(observations))
         for index, info in enumerate(infos):
             episode = info.get(episode_key)
@@ -97,27 +104,30 @@ def evaluate(
         if len(returns) >= n_episodes:
             break
     true_returns, learned_returns = held_out_returns(wrapper)
-    return Evaluation(np.array(returns[:n_episodes]), true_returns, learned_returns, n_frames)
+    return Evaluation(np.array(returns[:n_episodes]), true_returns, learned_returns, n_frames, video_error)
 
 
-def held_out_returns(wrapper: Any) -> tuple[np.ndarray, np.ndarray]:
+def held_out_returns(wrapper: Any, rows_per_chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """True and learned returns ``(S,)`` of the segments the wrapper recorded."""
     segments = wrapper.segments
     rows = segments.newest_rows()
-    mask = np.arange(segments.segment_length)[None, :] < segments.lengths[rows, None]
+    horizon = segments.segment_length
+    mask = np.arange(horizon)[None, :] < segments.lengths[rows, None]
     true_returns = (segments.true_rewards[rows] * mask).sum(axis=1).astype(np.float64)
     reward = wrapper.learned_reward
     if not reward.fitted or len(rows) == 0:
         return true_returns, np.full(len(rows), np.nan)
-    observations = segments.observations[rows].reshape(-1, *segments.observations.shape[2:])
-    actions = segments.actions[rows].reshape(-1, segments.actions.shape[-1])
-    learned = np.concatenate(
-        [
-            reward.predict_features(observations[i : i + 4096], actions[i : i + 4096])
-            for i in range(0, len(actions), 4096)
-        ]
-    ).reshape(len(rows), -1)
-    return true_returns, (learned * mask).sum(axis=1).astype(np.float64)
+    learned = np.empty(len(rows))
+    for start in range(0, len(rows), rows_per_chunk):  # image segments are large: a chunk at a time
+        chunk = rows[start : start + rows_per_chunk]
+        observations = segments.observations_of(chunk)  # (rows, H, *obs)
+        actions = segments.actions[chunk]  # (rows, H, D_a); D_a is 0 for an observation-only reward
+        steps = len(chunk) * horizon
+        predicted = reward.predict_features(
+            observations.reshape(steps, *observations.shape[2:]), actions.reshape(steps, actions.shape[-1])
+        ).reshape(len(chunk), horizon)
+        learned[start : start + len(chunk)] = (predicted * mask[start : start + len(chunk)]).sum(axis=1)
+    return true_returns, learned
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from prefwrap.run_dir import RunDir, progress_csvs
+from prefwrap.run_dir import RunDir, progress_csvs, read_json
 
 RETURNS_PNG = "returns.png"
 REWARD_PNG = "reward_vs_true.png"
@@ -65,6 +65,15 @@ def plot_returns(run: RunDir, summary: dict[str, Any] | None = None) -> Path | N
     value = random_return.get("mean") if isinstance(random_return, dict) else None
     if value is not None and math.isfinite(value):
         top.axhline(value, color="grey", ls=":", label="random policy")
+    sessions = (read_json(run.config) or {}).get("sessions", [])
+    for index, session in enumerate(sessions[1:]):  # resumed runs: episode means restart there
+        top.axvline(
+            session.get("from_step", 0),
+            color="grey",
+            lw=0.8,
+            ls="-.",
+            label="resumed" if index == 0 else None,
+        )
     top.set_ylabel("true episode return", color="tab:blue")
     learned = columns.get("pref/learned_ep_return")
     handles, labels = top.get_legend_handles_labels()
