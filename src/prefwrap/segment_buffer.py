@@ -108,8 +108,9 @@ class SegmentBuffer:
         for env in np.flatnonzero(emit):
             self._emit(int(env), timestep)
         self._since_emit[emit] = 0
-        self._episode_steps[dones] = 0
-        self._since_emit[dones] = 0
+        if dones.any():  # rare: skip two masked writes on most steps
+            self._episode_steps[dones] = 0
+            self._since_emit[dones] = 0
 
     def discard_partial(self) -> None:
         """Forget the steps not yet emitted, e.g. after an env reset mid-episode, so that the next

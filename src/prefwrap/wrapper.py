@@ -201,6 +201,8 @@ class PreferenceRewardWrapper:
         self._learned_return += learned
         self._episode_length += 1
         finished: list[dict[str, float] | None] = [None] * len(dones)
+        if not dones.any():  # the common case on the hot path
+            return finished
         for env in np.flatnonzero(dones):
             summary = {
                 "true_return": float(self._true_return[env]),
