@@ -315,11 +315,13 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.utils import set_random_seed
 
     from prefwrap import DecayingSchedule, PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
 
     torch.set_num_threads(1)
     seed = job["seed"]
+    set_random_seed(seed)  # the reward ensemble's initial weights differ per seed, as the policy's do
     config = dict(job["ppo"])
     n_envs = config.pop("n_envs")
     normalize = config.pop("normalize", False)

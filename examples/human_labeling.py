@@ -15,8 +15,6 @@ so stopping and rerunning loses nothing. Aim for the pendulum pointing up and st
 
 import os
 
-import gymnasium as gym
-import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -46,19 +44,8 @@ PPO_KWARGS = dict(  # rl-baselines3-zoo's tuned Pendulum values
 # -------------------------------------------------------------------------------------------------
 
 
-class HalfSizeFrames(gym.Wrapper):
-    """Renders at half size: plenty for a person to judge, and frames are most of the memory used."""
-
-    def render(self) -> np.ndarray:
-        return self.env.render()[::2, ::2]
-
-
-# Render every step so that the clips can be shown: envs made with render_mode="rgb_array", and
-# the wrapper keeps the frames of the newest 32 segments (queries are drawn from those).
-venv = make_vec_env(
-    ENV_ID, n_envs=N_ENVS, seed=SEED, env_kwargs=dict(render_mode="rgb_array"), wrapper_class=HalfSizeFrames
-)
-venv = PreferenceRewardWrapper(venv, record_frames=True, frame_capacity=32)
+# record_frames keeps each step's pendulum angle and draws only the clips you are shown.
+venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=N_ENVS, seed=SEED), record_frames=True)
 
 oracle = HumanOracle(fps=30, labeler="you")
 if os.environ.get("PREFWRAP_SCRIPTED_LABELER"):  # tests only: a script presses the key a careful person would

@@ -14,8 +14,6 @@ import json
 import os
 import threading
 
-import gymnasium as gym
-import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -48,13 +46,6 @@ PPO_KWARGS = dict(  # rl-baselines3-zoo's tuned Pendulum values
 # -------------------------------------------------------------------------------------------------
 
 
-class HalfSizeFrames(gym.Wrapper):
-    """Renders at half size: enough for the clips, and frames are most of the memory used."""
-
-    def render(self) -> np.ndarray:
-        return self.env.render()[::2, ::2]
-
-
 class ClipFileOracle(FileOracle):
     """A FileOracle that asks only about segments whose frames are still kept, so each can be exported."""
 
@@ -80,10 +71,8 @@ def annotation_team(stop: threading.Event) -> None:
 
 
 os.makedirs(OUT_DIR, exist_ok=True)
-venv = make_vec_env(
-    ENV_ID, n_envs=N_ENVS, seed=SEED, env_kwargs=dict(render_mode="rgb_array"), wrapper_class=HalfSizeFrames
-)
-venv = PreferenceRewardWrapper(venv, record_frames=True, frame_capacity=32)
+# record_frames: each step's state is kept; the exported clips are drawn from it on demand
+venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=N_ENVS, seed=SEED), record_frames=True)
 
 # timeout: each query round waits up to 60 s for the file to answer it (unanswered queries stay
 # pending and are asked again at the next rollout end).

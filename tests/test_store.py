@@ -217,9 +217,9 @@ def test_meta(store: PreferenceStore):
     store.set_meta("env_id", "Hopper-v5")
     store.set_meta("env_id", "Walker2d-v5")
     assert store.get_meta("env_id") == "Walker2d-v5"
-    assert store.get_meta("schema_version") == "1"
+    assert store.get_meta("schema_version") == "2"
     with pytest.raises(ValueError, match="schema_version"):
-        store.set_meta("schema_version", "2")
+        store.set_meta("schema_version", "3")
 
 
 # ---------------------------------------------------------------- no pickle
@@ -322,10 +322,32 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path):
     path = tmp_path / "prefs.db"
     PreferenceStore(path).close()
     with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        raw.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     raw.close()
-    with pytest.raises(StoreError, match=rf"{re.escape(str(path))} has store schema version 2.*version 1"):
+    with pytest.raises(StoreError, match=rf"{re.escape(str(path))} has store schema version 3.*version 2"):
         PreferenceStore(path)
+
+
+def test_frames_are_compressed_and_version_1_stores_migrate(tmp_path: Path):
+    path = tmp_path / "prefs.db"
+    smooth = np.repeat(np.arange(8, dtype=np.uint8)[:, None, None, None], 3, axis=3) * np.ones(
+        (8, 32, 32, 3), np.uint8
+    )  # clips are mostly flat colour, like rendered scenes
+    clip = Segment(**{**vars(make_segment(1, horizon=8)), "frames": smooth})
+    with PreferenceStore(path) as store:
+        store.add_segments([clip, make_segment(2, frames=True)])
+    with sqlite3.connect(path) as raw:
+        (blob,) = raw.execute("SELECT frames FROM segment_frames WHERE segment_id = 1").fetchone()
+        assert len(blob) < smooth.nbytes / 10
+        raw_npy = io.BytesIO()
+        np.save(raw_npy, smooth, allow_pickle=False)  # what version 1 wrote
+        raw.execute("UPDATE segment_frames SET frames = ? WHERE segment_id = 1", (raw_npy.getvalue(),))
+        raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    raw.close()
+    with PreferenceStore(path) as store:
+        assert store.get_meta("schema_version") == "2"
+        np.testing.assert_array_equal(store.segment(1).frames, smooth)
+        assert_same_segment(store.segment(2), make_segment(2, frames=True))
 
 
 def test_closed_store_and_other_threads_are_refused(tmp_path: Path):

@@ -644,7 +644,7 @@ def _train(
         base,
         reward_model=reward_model,
         record_frames=needs_frames,
-        frame_capacity=64,  # clips of the newest 64 segments: frames are most of the memory
+        frame_capacity=64,  # envs rendered every step (no re-renderable state): the newest 64 clips
         device=_reward_device(device, info),
         **wrapper_kwargs,
     )

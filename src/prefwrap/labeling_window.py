@@ -51,7 +51,7 @@ _ANSWER_TEXT = {
 
 _MISSING_FRAMES_HINT = (
     "a human labeler has to see the clips: record rendered frames with "
-    "PreferenceRewardWrapper(..., record_frames=True) on an env created with render_mode='rgb_array'"
+    "PreferenceRewardWrapper(..., record_frames=True)"
 )
 
 

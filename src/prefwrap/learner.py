@@ -105,7 +105,7 @@ class PreferenceLearner:
         ):
             raise ValueError(
                 f"{type(oracle).__name__} shows clips to a person, but the wrapper records no frames: "
-                'create the env with render_mode="rgb_array" and wrap it with record_frames=True'
+                "wrap it with PreferenceRewardWrapper(..., record_frames=True)"
             )
         self.wrapper = wrapper
         self.oracle = oracle

@@ -8,6 +8,7 @@ segment never spans two episodes and the end of every episode (where termination
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,10 @@ class SegmentBuffer:
         first_segment_id: Id of the next segment (continues ids of a resumed run).
         frame_capacity: Rendered frames are kept for the newest this many segments only (frames are
             large and only a human labeler needs them).
+        clip_renderer: Turns the render states of a segment's valid steps ``(length, state_size)``
+            into frames ``(length, height, width, 3)``. When given, :meth:`add` takes per-step render
+            states instead of frames and a segment is rendered only when it is read
+            (:class:`~prefwrap.frame_capture.StateRenderer`).
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class SegmentBuffer:
         capacity: int = 10_000,
         first_segment_id: int = 0,
         frame_capacity: int = 128,
+        clip_renderer: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if segment_length < 1:
             raise ValueError(f"segment_length must be >= 1, got {segment_length}")
@@ -60,6 +66,7 @@ class SegmentBuffer:
         self.env_indices = np.zeros(capacity, dtype=np.int64)
         self.timesteps = np.zeros(capacity, dtype=np.int64)
         self.frame_capacity = frame_capacity
+        self.clip_renderer = clip_renderer
         self._frames: np.ndarray | None = None
         self._frame_ids = np.full(frame_capacity, -1, dtype=np.int64)
         self._frame_cursor = 0
@@ -89,7 +96,8 @@ class SegmentBuffer:
             true_rewards: ``(n_envs,)``.
             dones: ``(n_envs,)`` episode ended at this step (terminated or truncated).
             timestep: Global timestep, stored with emitted segments.
-            frames: Optional ``(n_envs, height, width, 3)`` uint8 renders for human labelers.
+            frames: Optional ``(n_envs, height, width, 3)`` uint8 renders for human labelers, or
+                ``(n_envs, state_size)`` render states with a ``clip_renderer``.
         """
         dones = np.asarray(dones, dtype=bool)
         column = self._episode_steps % self.segment_length
@@ -99,8 +107,8 @@ class SegmentBuffer:
         if frames is not None:
             if self._window_frames is None:
                 shape = (self.segment_length, *frames.shape[1:])
-                self._window_frames = np.zeros((self.n_envs, *shape), np.uint8)
-                self._frames = np.zeros((self.frame_capacity, *shape), np.uint8)
+                self._window_frames = np.zeros((self.n_envs, *shape), frames.dtype)
+                self._frames = np.zeros((self.frame_capacity, *shape), frames.dtype)
             self._window_frames[self._rows, column] = frames
         self._episode_steps += 1
         self._since_emit += 1
@@ -172,16 +180,24 @@ class SegmentBuffer:
             actions=self.actions[row].copy(),
             true_rewards=self.true_rewards[row].copy(),
             length=int(self.lengths[row]),
-            frames=self._frames_of(int(self.segment_ids[row])),
+            frames=self._frames_of(row),
             env_index=int(self.env_indices[row]),
             timestep=int(self.timesteps[row]),
         )
 
-    def _frames_of(self, segment_id: int) -> np.ndarray | None:
+    def _frames_of(self, row: int) -> np.ndarray | None:
         if self._frames is None:
             return None
-        slots = np.flatnonzero(self._frame_ids == segment_id)
-        return self._frames[slots[0]].copy() if len(slots) else None
+        slots = np.flatnonzero(self._frame_ids == self.segment_ids[row])
+        if not len(slots):
+            return None
+        if self.clip_renderer is None:
+            return self._frames[slots[0]].copy()
+        length = int(self.lengths[row])
+        rendered = self.clip_renderer(self._frames[slots[0], :length])
+        frames = np.zeros((self.segment_length, *rendered.shape[1:]), np.uint8)
+        frames[:length] = rendered
+        return frames
 
     def rows_with_frames(self) -> np.ndarray:
         """Rows of stored segments whose frames are still kept."""

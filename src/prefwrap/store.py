@@ -5,13 +5,13 @@ Human labels are the most expensive data of a run, so every label is committed (
 The file is SQLite in WAL mode: a trainer and a labeling UI in separate processes share it, readers
 never block the writer, and a label written by one process is visible to the other's next read.
 
-Schema (version 1; the full description, part of the public interface, is in ``docs/store.md``):
+Schema (version 2; the full description, part of the public interface, is in ``docs/store.md``):
 
-- ``meta(key TEXT PRIMARY KEY, value TEXT)``: ``schema_version`` (``"1"``) and run metadata.
+- ``meta(key TEXT PRIMARY KEY, value TEXT)``: ``schema_version`` (``"2"``) and run metadata.
 - ``segments(segment_id INTEGER PRIMARY KEY, length, env_index, timestep, observations BLOB,
   actions BLOB, true_rewards BLOB)``: arrays as ``.npy`` bytes (never pickled).
-- ``segment_frames(segment_id INTEGER PRIMARY KEY, frames BLOB)``: optional rendered frames, kept
-  apart so that they are read only when wanted.
+- ``segment_frames(segment_id INTEGER PRIMARY KEY, frames BLOB)``: optional rendered frames as
+  zlib-compressed ``.npy`` bytes (11-140x smaller), kept apart so that they are read only when wanted.
 - ``queries(query_id INTEGER PRIMARY KEY, left_id, right_id, created_at REAL)``: pairs to compare.
 - ``labels(seq INTEGER PRIMARY KEY, query_id UNIQUE, preference TEXT, labeler TEXT, created_at REAL)``:
   answers; ``seq`` is the 0-based arrival index. Append-only: a query without a label is pending.
@@ -28,6 +28,7 @@ import operator
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ __all__ = ["PreferenceStore", "StoreError"]
 _MEMORY = ":memory:"
 _BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write to finish
 _SEGMENT_ARRAYS = ("observations", "actions", "true_rewards")
+_FRAMES_ZLIB_LEVEL = 1  # 11x smaller MuJoCo clips at ~20 ms per 30-frame clip; higher levels gain ~3 %
+_NPY_MAGIC = b"\x93NUMPY"
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -107,7 +110,7 @@ class PreferenceStore:
         path: The database file, or ``None`` for an in-memory store.
     """
 
-    SCHEMA_VERSION: int = 1
+    SCHEMA_VERSION: int = 2
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         """Open the store at ``path``, creating the file (and its parent directory) if needed.
@@ -195,6 +198,9 @@ class PreferenceStore:
                 f"{target} claims schema version {version} but its tables are {sorted(tables)}; "
                 f"expected {sorted(_TABLES)}"
             )
+        if int(version) == 1:  # version 2 only compresses new frames; version 1's raw .npy stay readable
+            version_now = (str(self.SCHEMA_VERSION),)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", version_now)
 
     # ------------------------------------------------------------------ segments
 
@@ -237,7 +243,7 @@ class PreferenceStore:
             actions=_decode(actions, f"segments.actions of segment {sid}"),
             true_rewards=_decode(rewards, f"segments.true_rewards of segment {sid}"),
             length=length,
-            frames=None if frames is None else _decode(frames, f"segment_frames.frames of segment {sid}"),
+            frames=None if frames is None else _decode_frames(frames, f"segment_frames of segment {sid}"),
             env_index=env_index,
             timestep=timestep,
         )
@@ -491,7 +497,9 @@ def _encode_segment(segment: Segment) -> _SegmentRow:
     if not 0 <= length <= horizon:
         raise ValueError(f"segment {segment_id}: length must be in [0, {horizon}], got {length}")
     blobs = [_encode(a, f"segment {segment_id} {n}") for n, a in zip(_SEGMENT_ARRAYS, arrays, strict=True)]
-    frames = None if segment.frames is None else _encode(segment.frames, f"segment {segment_id} frames")
+    frames = None
+    if segment.frames is not None:
+        frames = zlib.compress(_encode(segment.frames, f"segment {segment_id} frames"), _FRAMES_ZLIB_LEVEL)
     env_index, timestep = operator.index(segment.env_index), operator.index(segment.timestep)
     return _SegmentRow(segment_id, (length, env_index, timestep, blobs[0], blobs[1], blobs[2]), frames)
 
@@ -518,6 +526,16 @@ def _decode(blob: bytes, what: str) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise StoreError(f"{what} is not a .npy array (found {type(array).__name__})")
     return array
+
+
+def _decode_frames(blob: bytes, what: str) -> np.ndarray:
+    """Frames from zlib-compressed ``.npy`` bytes (or raw ``.npy``, as schema version 1 wrote them)."""
+    if not blob.startswith(_NPY_MAGIC):
+        try:
+            blob = zlib.decompress(blob)
+        except zlib.error as error:
+            raise StoreError(f"{what} is neither zlib-compressed nor plain .npy: {error}") from error
+    return _decode(blob, what)
 
 
 @contextmanager

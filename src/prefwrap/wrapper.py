@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -18,6 +19,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from prefwrap.frame_capture import StateRenderer
 from prefwrap.learned_reward import LearnedReward
 from prefwrap.segment_buffer import ImageSegmentBuffer, SegmentBuffer, frame_stack_of
 from prefwrap.spaces import add_batch_axis
@@ -61,8 +63,15 @@ class PreferenceRewardWrapper:
         segment_memory_mb: Memory budget of the recorded segments for image observations, in MiB: it
             decides how many (at most ``buffer_size``) are kept. Frames repeated by frame stacking are
             stored once (``segments.describe()`` reports the use). Vector observations ignore it.
-        record_frames: Render every step (``render_mode="rgb_array"``) so humans can watch the clips.
-        frame_capacity: Keep frames for only the newest this many segments.
+        record_frames: Keep clips that humans can watch (:class:`~prefwrap.HumanOracle`, export).
+            ``"state"``: keep each step's simulator state (MuJoCo ``qpos``, classic control
+            ``state``) and re-render only the segments that become queries, in a private env
+            rebuilt from the registered id (no ``render_mode`` needed; training envs never render).
+            ``"render"``: call ``render()`` every step (envs made with ``render_mode="rgb_array"``;
+            the way for other envs, or for a custom render wrapper on the training envs). ``True``
+            picks ``"state"`` where possible, else ``"render"``.
+        frame_capacity: With ``frame_capture == "render"``, keep frames for only the newest this many
+            segments (states are small: they are kept for every buffered segment).
         device: Torch device of the reward model.
 
     Example:
@@ -104,11 +113,12 @@ class PreferenceRewardWrapper:
         hidden_sizes: tuple[int, ...],
         use_actions: bool,
         reward_std: float | None,
-        record_frames: bool,
+        record_frames: bool | str,
         frame_capacity: int,
         device: str,
         segment_memory_mb: float = 1024.0,
         frame_stack: int = 1,
+        state_renderer: StateRenderer | None = None,
     ) -> None:
         if isinstance(reward_model, LearnedReward):
             self.learned_reward = reward_model
@@ -140,6 +150,7 @@ class PreferenceRewardWrapper:
                 max_segments=buffer_size,
                 frame_capacity=frame_capacity,
             )
+            state_renderer = None  # the observations are the frames: render the env's own view per step
         else:
             self.segments = SegmentBuffer(
                 n_envs,
@@ -148,9 +159,11 @@ class PreferenceRewardWrapper:
                 np.float32,
                 encoder.action_dim,
                 capacity=buffer_size,
-                frame_capacity=frame_capacity,
+                frame_capacity=buffer_size if state_renderer else frame_capacity,
+                clip_renderer=state_renderer.render if state_renderer else None,
             )
-        self.record_frames = record_frames
+        self.record_frames = bool(record_frames)
+        self.state_renderer = state_renderer
         self._training = True
         self.num_timesteps = 0
         self.episode_true_returns: deque[float] = deque(maxlen=100)
@@ -218,6 +231,13 @@ class PreferenceRewardWrapper:
         return finished
 
     @property
+    def frame_capture(self) -> str | None:
+        """How clips are kept: ``"state"`` (re-rendered on demand), ``"render"`` (every step) or None."""
+        if not self.record_frames:
+            return None
+        return "state" if self.state_renderer is not None else "render"
+
+    @property
     def training(self) -> bool:
         """Record segments while True; set False to evaluate without recording."""
         return self._training
@@ -254,7 +274,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         hidden_sizes: tuple[int, ...] = (64, 64),
         use_actions: bool = True,
         reward_std: float | None = None,
-        record_frames: bool = False,
+        record_frames: bool | str = False,
         frame_capacity: int = 128,
         device: str = "cpu",
         segment_memory_mb: float = 1024.0,
@@ -278,6 +298,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
             device,
             segment_memory_mb=segment_memory_mb,
             frame_stack=frame_stack_of(env),
+            state_renderer=_state_renderer(record_frames, lambda: StateRenderer.for_vec_env(env)),
         )
         self._last_obs: Any = None
         self._actions: np.ndarray | None = None
@@ -292,7 +313,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         if self._last_obs is None:
             raise RuntimeError("call reset() before step(): the wrapper needs the first observation")
         self._actions = actions
-        self._frames = self._render_frames() if self.record_frames and self.training else None
+        self._frames = self._clip_data() if self.record_frames and self.training else None
         self.venv.step_async(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -307,11 +328,14 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         self._last_obs = observations
         return observations, learned, dones, infos
 
-    def _render_frames(self) -> np.ndarray:
+    def _clip_data(self) -> np.ndarray:
+        if self.state_renderer is not None:
+            return self.state_renderer.capture_vec(self.venv)
         frames = self.venv.get_images()
         if any(frame is None for frame in frames):
             raise RuntimeError(
-                "record_frames=True needs envs that render to arrays: create them with "
+                "record_frames renders every step here (record_frames='render', or envs that cannot be "
+                "re-rendered from their state), which needs envs that render to arrays: create them with "
                 'render_mode="rgb_array" (make_vec_env(..., env_kwargs={"render_mode": "rgb_array"})).'
             )
         return np.stack(frames).astype(np.uint8, copy=False)
@@ -335,7 +359,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         hidden_sizes: tuple[int, ...] = (64, 64),
         use_actions: bool = True,
         reward_std: float | None = None,
-        record_frames: bool = False,
+        record_frames: bool | str = False,
         frame_capacity: int = 128,
         device: str = "cpu",
         segment_memory_mb: float = 1024.0,
@@ -358,6 +382,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
             device,
             segment_memory_mb=segment_memory_mb,
             frame_stack=frame_stack_of(env),
+            state_renderer=_state_renderer(record_frames, lambda: StateRenderer.for_env(env)),
         )
         self._last_obs: Any = None
 
@@ -370,7 +395,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._last_obs is None:
             raise RuntimeError("call reset() before step(): the wrapper needs the first observation")
-        frames = self._render_frame() if self.record_frames and self.training else None
+        frames = self._clip_data() if self.record_frames and self.training else None
         observation, reward, terminated, truncated, info = self.env.step(action)
         learned, finished = self._record_step(
             add_batch_axis(self.observation_space, self._last_obs),
@@ -385,14 +410,35 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         self._last_obs = observation
         return observation, float(learned[0]), terminated, truncated, info
 
-    def _render_frame(self) -> np.ndarray:
+    def _clip_data(self) -> np.ndarray:
+        if self.state_renderer is not None:
+            return self.state_renderer.capture(self.env)
         frame = self.env.render()
         if not isinstance(frame, np.ndarray):
             raise RuntimeError(
-                "record_frames=True needs an env that renders frames: "
+                "record_frames renders every step here (record_frames='render', or an env that cannot be "
+                "re-rendered from its state), which needs an env that renders frames: "
                 'gymnasium.make(env_id, render_mode="rgb_array")'
             )
         return frame[None].astype(np.uint8, copy=False)
+
+
+def _state_renderer(
+    record_frames: bool | str, make: Callable[[], StateRenderer | None]
+) -> StateRenderer | None:
+    """The renderer that ``record_frames`` asks for (``None``: no frames, or render every step)."""
+    if record_frames not in (False, True, "state", "render"):
+        raise ValueError(f"record_frames must be True, False, 'state' or 'render', got {record_frames!r}")
+    if record_frames in (False, "render"):
+        return None
+    renderer = make()
+    if renderer is None and record_frames == "state":
+        raise ValueError(
+            "record_frames='state': this env cannot be re-rendered from its state (only MuJoCo and "
+            "classic-control envs made from a registered id can): use record_frames='render' on envs "
+            'created with render_mode="rgb_array".'
+        )
+    return renderer
 
 
 def _vec_env_dt(venv: VecEnv) -> float | None:
