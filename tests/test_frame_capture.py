@@ -3,6 +3,7 @@ re-rendered exactly as the env itself would draw them."""
 
 from __future__ import annotations
 
+import doctest
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
@@ -176,3 +177,13 @@ def test_the_learner_renders_only_the_queried_segments(tmp_path: Path) -> None:
     assert len(shown) < wrapper.segments.size  # the other segments were never drawn
     stored = learner.store.query(oracle.shown[0].query_id)
     assert stored.left.frames is not None  # the store keeps the clips for other processes
+
+
+def test_docstring_example_runs() -> None:
+    runner = doctest.DocTestRunner()
+    for test in doctest.DocTestFinder().find(
+        StateRenderer, globs={"StateRenderer": StateRenderer, "gym": gym}
+    ):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 0 and result.failed == 0

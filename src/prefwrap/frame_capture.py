@@ -17,7 +17,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from prefwrap.video import SmallRender
 
@@ -38,6 +38,14 @@ class StateRenderer:
         fast: Render MuJoCo without shadows, reflections and anti-aliasing: 14x cheaper with
             software OpenGL (2.2 vs 32 ms per 256x256 HalfCheetah frame), and the motion a labeler
             judges is as clear.
+
+    Example:
+        >>> env = gym.make("CartPole-v1")
+        >>> _ = env.reset(seed=0)
+        >>> renderer = StateRenderer.for_env(env)
+        >>> states = renderer.capture(env)  # (1, 4): cart position and velocity, pole angle and velocity
+        >>> renderer.render(states).shape  # drawn by a private CartPole, never by ``env``
+        (1, 134, 200, 3)
     """
 
     def __init__(self, spec: EnvSpec, max_side: int = MAX_FRAME_SIDE, fast: bool = True) -> None:
@@ -61,6 +69,7 @@ class StateRenderer:
             self._viewer = None
         unwrapped: Any = self._env.unwrapped
         self.state_size = int(unwrapped.model.nq) if self.kind == _MUJOCO else _classic_state(unwrapped).size
+        self._n_velocities = int(unwrapped.model.nv) if self.kind == _MUJOCO else 0
         self.n_renders = 0
 
     @classmethod
@@ -77,8 +86,8 @@ class StateRenderer:
 
     @classmethod
     def _for_spec(cls, spec: EnvSpec | None, max_side: int) -> StateRenderer | None:
-        if spec is None or not isinstance(spec.entry_point, str):
-            return None  # unregistered env: its spec cannot rebuild it
+        if spec is None:
+            return None  # not made by gymnasium.make: nothing to rebuild it from
         try:
             return cls(spec, max_side)
         except (gym.error.Error, TypeError, ValueError):
@@ -86,24 +95,28 @@ class StateRenderer:
 
     def capture_vec(self, venv: VecEnv) -> np.ndarray:
         """Render states ``(n_envs, state_size)`` of the sub-envs (one call, even across processes)."""
-        if self.kind == _MUJOCO:
-            states = np.stack(venv.env_method("state_vector"))[:, : self.state_size]
-        else:
-            states = np.stack([np.asarray(state, dtype=np.float32) for state in venv.get_attr("state")])
-        return self._checked(states.astype(np.float32, copy=False))
+        base = venv.unwrapped
+        if isinstance(base, DummyVecEnv):  # same process: read the states directly (~4x cheaper)
+            return self._checked(np.array([self._state_of(env) for env in base.envs], dtype=np.float32))
+        if self.kind == _MUJOCO:  # state_vector() is (qpos, qvel): one picklable call per sub-env
+            states = np.array(venv.env_method("state_vector"), dtype=np.float32)
+            return self._checked(states, self.state_size + self._n_velocities)[:, : self.state_size]
+        return self._checked(np.array(venv.get_attr("state"), dtype=np.float32).reshape(venv.num_envs, -1))
 
     def capture(self, env: gym.Env) -> np.ndarray:
         """Render state ``(1, state_size)`` of one env."""
-        unwrapped: Any = env.unwrapped
-        state = unwrapped.data.qpos if self.kind == _MUJOCO else _classic_state(unwrapped)
-        return self._checked(np.asarray(state, dtype=np.float32).reshape(1, -1))
+        return self._checked(np.array([self._state_of(env)], dtype=np.float32))
 
-    def _checked(self, states: np.ndarray) -> np.ndarray:
-        if states.shape[1] != self.state_size:
+    def _state_of(self, env: gym.Env) -> np.ndarray:
+        unwrapped: Any = env.unwrapped
+        return unwrapped.data.qpos if self.kind == _MUJOCO else _classic_state(unwrapped)
+
+    def _checked(self, states: np.ndarray, expected: int | None = None) -> np.ndarray:
+        if states.shape[1] != (expected or self.state_size):
             raise ValueError(
                 f"the training env's state has {states.shape[1]} numbers but its registered spec builds "
-                f"an env with {self.state_size}: the env was changed after gymnasium.make. Register the "
-                "changed env (gymnasium.register) so that clips can be re-rendered."
+                f"an env with {expected or self.state_size}: the env was changed after gymnasium.make. "
+                "Register the changed env (gymnasium.register) so that clips can be re-rendered."
             )
         return states
 
