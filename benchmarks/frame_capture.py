@@ -58,10 +58,10 @@ def train_once(env_id: str, mode: str, steps: int, labels: int, seed: int, store
         make_env(env_id, n_envs, seed, env_kwargs, normalize), record_frames=record_frames
     )
     oracle = SyntheticOracle(seed=seed) if mode == "synthetic" else ClipTeacher(seed=seed)
-    render_seconds = [0.0]
-    if wrapper.state_renderer is not None:
+    render_seconds, capture_seconds = [0.0], [0.0]
+    if wrapper.state_renderer is not None:  # time the two halves of the frame path where they run
         renderer = wrapper.state_renderer
-        render = renderer.render
+        render, capture = renderer.render, renderer.capture_vec
 
         def timed_render(states: np.ndarray) -> np.ndarray:
             start = time.perf_counter()
@@ -69,8 +69,24 @@ def train_once(env_id: str, mode: str, steps: int, labels: int, seed: int, store
             render_seconds[0] += time.perf_counter() - start
             return frames
 
+        def timed_capture(venv: Any) -> np.ndarray:
+            start = time.perf_counter()
+            states = capture(venv)
+            capture_seconds[0] += time.perf_counter() - start
+            return states
+
         wrapper.segments.clip_renderer = timed_render
-    callback = PreferenceCallback(wrapper, oracle, total_labels=labels, store=store, seed=seed)
+        renderer.capture_vec = timed_capture  # type: ignore[method-assign]
+
+    class TimedCallback(PreferenceCallback):
+        seconds = 0.0  # rollout-end work: queries (and their clips), store writes, refits
+
+        def _on_rollout_end(self) -> None:
+            start = time.perf_counter()
+            super()._on_rollout_end()
+            self.seconds += time.perf_counter() - start
+
+    callback = TimedCallback(wrapper, oracle, total_labels=labels, store=store, seed=seed)
     model = PPO(
         "MlpPolicy",
         wrap_top(wrapper, normalize, config.get("gamma", 0.99)),
@@ -95,6 +111,8 @@ def train_once(env_id: str, mode: str, steps: int, labels: int, seed: int, store
         "queries": n_queries,
         "renders": renders,
         "render_seconds": render_seconds[0],
+        "callback_seconds": callback.seconds,
+        "capture_seconds": capture_seconds[0],
         "store_bytes": sum(path.stat().st_size for path in store.parent.glob(store.name + "*")),
     }
 
@@ -143,6 +161,22 @@ def run(args: argparse.Namespace) -> str:
             f"({100 * render_share:.1f} % of wall-clock); store {store_per_query['state']:.0f} KiB/query",
         ],
     ]
+    clip_seconds = np.mean([r["callback_seconds"] for r in clips]) - np.mean(
+        [r["callback_seconds"] for r in results["synthetic"]]
+    )  # rollout-end work that only the clips add: rendering, compressing and storing them
+    capture_us = 1e6 * sum(r["capture_seconds"] for r in clips) / sum(r["steps"] for r in clips)
+    clip_share = (clip_seconds + np.mean([r["capture_seconds"] for r in clips])) / np.mean(
+        [r["seconds"] for r in clips]
+    )
+    rows.append(
+        [
+            "implied by the in-run timers",
+            "",
+            f"**{1 - clip_share:.3f}**",
+            f"1 - (clip work at rollout end, {clip_seconds:.1f} s more than synthetic, + state capture, "
+            f"{capture_us:.1f} µs per step) / wall-clock: independent of machine load",
+        ]
+    )
     if render is not None:
         ratio, quick = render
         rows.append(
