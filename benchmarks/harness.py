@@ -176,6 +176,7 @@ def make_job(
     labels: int = 0,
     selection: str = "disagreement",
     learner_kwargs: dict[str, Any] | None = None,
+    wrapper_kwargs: dict[str, Any] | None = None,
     decay_timesteps: float | None = None,
     eval_episodes: int = 20,
     eval_every: int = 0,
@@ -194,6 +195,8 @@ def make_job(
         labels: Label budget of an ``rlhf`` arm.
         selection: ``"disagreement"`` or ``"random"`` (the ablation).
         learner_kwargs: Extra :class:`~prefwrap.PreferenceCallback` arguments.
+        wrapper_kwargs: Extra :class:`~prefwrap.PreferenceRewardWrapper` arguments (e.g.
+            ``segment_length``).
         decay_timesteps: Override the label schedule's ``c``.
         eval_episodes: Final evaluation episodes (deterministic policy, true reward).
         eval_every: Evaluate every this many steps during training for a learning curve (0: never).
@@ -215,6 +218,7 @@ def make_job(
         labels=labels if kind == "rlhf" else 0,
         selection=selection,
         learner_kwargs=learner_kwargs or {},
+        wrapper_kwargs=wrapper_kwargs or {},
         decay_timesteps=decay_timesteps,
         eval_episodes=eval_episodes,
         eval_every=eval_every,
@@ -329,7 +333,7 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     callbacks = []
     preference = None
     if job["kind"] in ("rlhf", "zero"):
-        venv = PreferenceRewardWrapper(venv)
+        venv = PreferenceRewardWrapper(venv, **job.get("wrapper_kwargs", {}))
     if job["kind"] == "rlhf":
         learner_kwargs = dict(job["learner_kwargs"])
         if job["decay_timesteps"]:

@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument(
         "--learner-kwargs", nargs="*", default=[], help="key=value passed to PreferenceCallback"
     )
+    parser.add_argument(
+        "--wrapper-kwargs", nargs="*", default=[], help="key=value passed to PreferenceRewardWrapper"
+    )
     parser.add_argument("--arms", nargs="+", default=["true", "rlhf"], choices=["true", "rlhf"])
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
@@ -59,6 +62,7 @@ def main() -> None:
             env_kwargs=env_kwargs,
             labels=args.labels,
             learner_kwargs=parse_kwargs(args.learner_kwargs),
+            wrapper_kwargs=parse_kwargs(args.wrapper_kwargs),
             decay_timesteps=args.decay_timesteps,
             eval_episodes=args.eval_episodes,
         )
