@@ -118,7 +118,7 @@ class PreferenceRewardWrapper:
         device: str,
         segment_memory_mb: float = 1024.0,
         frame_stack: int = 1,
-        state_renderer: StateRenderer | None = None,
+        make_state_renderer: Callable[[], StateRenderer | None] = lambda: None,
     ) -> None:
         if isinstance(reward_model, LearnedReward):
             self.learned_reward = reward_model
@@ -150,8 +150,10 @@ class PreferenceRewardWrapper:
                 max_segments=buffer_size,
                 frame_capacity=frame_capacity,
             )
-            state_renderer = None  # the observations are the frames: render the env's own view per step
+            # the observations are the frames: render the env's own view per step, build no renderer
+            state_renderer = _state_renderer(record_frames, lambda: None)
         else:
+            state_renderer = _state_renderer(record_frames, make_state_renderer)
             self.segments = SegmentBuffer(
                 n_envs,
                 self.segment_length,
@@ -298,7 +300,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
             device,
             segment_memory_mb=segment_memory_mb,
             frame_stack=frame_stack_of(env),
-            state_renderer=_state_renderer(record_frames, lambda: StateRenderer.for_vec_env(env)),
+            make_state_renderer=lambda: StateRenderer.for_vec_env(env),
         )
         self._last_obs: Any = None
         self._actions: np.ndarray | None = None
@@ -382,7 +384,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
             device,
             segment_memory_mb=segment_memory_mb,
             frame_stack=frame_stack_of(env),
-            state_renderer=_state_renderer(record_frames, lambda: StateRenderer.for_env(env)),
+            make_state_renderer=lambda: StateRenderer.for_env(env),
         )
         self._last_obs: Any = None
 
