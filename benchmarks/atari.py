@@ -36,34 +36,6 @@ RANDOM_SCORE = {"Pong": -20.7, "Breakout": 1.7, "Enduro": 0.0}  # Mnih et al. (2
 FRAME_SKIP = 4
 
 
-def linear(start: float):
-    """SB3 schedule falling linearly from ``start`` to 0 over the run."""
-    return lambda progress_remaining: progress_remaining * start
-
-
-def algo_config(algo: str) -> dict[str, Any]:
-    """rl-baselines3-zoo's Atari hyperparameters (hyperparams/a2c.yml, ppo.yml)."""
-    if algo == "PPO":
-        return dict(
-            n_envs=8,
-            n_steps=128,
-            n_epochs=4,
-            batch_size=256,
-            learning_rate=linear(2.5e-4),
-            clip_range=linear(0.1),
-            vf_coef=0.5,
-            ent_coef=0.01,
-        )
-    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
-
-    return dict(
-        n_envs=16,
-        ent_coef=0.01,
-        vf_coef=0.25,
-        policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)),
-    )
-
-
 def game_points(venv: Any) -> float:
     """Unclipped points scored so far in all sub-envs (from their ``Monitor``, below the Atari wrappers)."""
     from stable_baselines3.common.monitor import Monitor
@@ -111,16 +83,18 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import VecFrameStack
 
     from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+    from prefwrap.hyperparams import model_arguments, resolve
     from prefwrap.presets import atari_preset
 
     gym.register_envs(ale_py)
     torch.set_num_threads(job["threads"])
     start = time.perf_counter()
     env_id, seed = f"ALE/{job['game']}-v5", job["seed"]
-    config = algo_config(job["algo"])
-    n_envs = config.pop("n_envs")
+    params = resolve(job["algo"].lower(), env_id, atari=True)  # rl-baselines3-zoo's Atari settings
     env_kwargs = {"frameskip": 1}  # AtariWrapper skips 4 frames itself
-    venv = VecFrameStack(make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs), 4)
+    venv = make_atari_env(env_id, n_envs=params.n_envs, seed=seed, env_kwargs=env_kwargs)
+    venv = VecFrameStack(venv, params.frame_stack)
+    config = model_arguments(params.model_kwargs, venv.action_space)
     callback = None
     if job["arm"] == "rlhf":
         preset = atari_preset(
@@ -149,7 +123,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "seconds": train_seconds,
     }
     if job["eval_episodes"]:
-        eval_env = VecFrameStack(make_atari_env(env_id, n_envs=1, seed=seed + 1000, env_kwargs=env_kwargs), 4)
+        eval_env = make_atari_env(env_id, n_envs=1, seed=seed + 1000, env_kwargs=env_kwargs)
+        eval_env = VecFrameStack(eval_env, params.frame_stack)
         mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=job["eval_episodes"], deterministic=False)
         result["eval_return"] = float(mean)
     if callback is not None:

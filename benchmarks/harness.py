@@ -248,17 +248,6 @@ def wrap_top(venv: Any, normalize: bool | str, gamma: float) -> Any:
     return venv
 
 
-def find_vec_normalize(venv: Any) -> Any:
-    """The VecNormalize in a VecEnv stack, or None."""
-    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
-
-    while venv is not None:
-        if isinstance(venv, VecNormalize):
-            return venv
-        venv = venv.venv if isinstance(venv, VecEnvWrapper) else None
-    return None
-
-
 def evaluate(
     model: Any, env_id: str, env_kwargs: dict[str, Any], seed: int, episodes: int, train_env: Any
 ) -> float:
@@ -266,10 +255,10 @@ def evaluate(
     with the training stack's observation normalisation, if any, frozen."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize, unwrap_vec_normalize
 
     eval_env = make_vec_env(env_id, n_envs=1, seed=10_000 + seed, env_kwargs=env_kwargs)
-    normalizer = find_vec_normalize(train_env)
+    normalizer = unwrap_vec_normalize(train_env)
     if normalizer is not None:
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
         eval_env.obs_rms = normalizer.obs_rms

@@ -293,13 +293,14 @@ def make_oracle(spec: str, seed: int) -> Any:
     """Build the oracle named on the command line (``--oracle``)."""
     name, _, argument = spec.partition(":")
     if name == "synthetic":
-        from prefwrap.oracles.synthetic import _PRESETS, SyntheticOracle
+        from prefwrap.oracles.synthetic import SyntheticOracle
 
         if not argument:
             return SyntheticOracle(seed=seed)
-        if argument not in _PRESETS:
-            raise UsageError(f"unknown synthetic teacher {argument!r}: use one of {', '.join(_PRESETS)}")
-        return SyntheticOracle.preset(argument, seed=seed)
+        try:
+            return SyntheticOracle.preset(argument, seed=seed)
+        except ValueError as error:
+            raise UsageError(f"unknown synthetic teacher {argument!r}: {error}") from None
     if name == "human" and argument in ("", "async"):
         try:
             from prefwrap.oracles.human import HumanOracle
@@ -1095,6 +1096,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """``prefwrap export DIR``: write the pending queries as side-by-side clips and a manifest."""
     from prefwrap.export import export_queries
+    from prefwrap.run_dir import read_json
     from prefwrap.store import PreferenceStore
 
     run = _existing_store(args.run_dir)
@@ -1116,7 +1118,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"cannot export the queries of {run.path}: {error} (only runs trained with --oracle human or "
             "--oracle file:PATH record clips)"
         ) from None
-    oracle = str(_config_of(run).get("oracle", ""))
+    oracle = str((read_json(run.config) or {}).get("oracle", ""))
     print(f"Wrote {len(queries)} clips and {manifest}.")
     if oracle.startswith("file:"):
         print(
@@ -1231,12 +1233,6 @@ def _existing_store(path: str) -> Any:
             f"{run.path} has no preference store ({run.store.name}): give a run directory of prefwrap train"
         )
     return run
-
-
-def _config_of(run: Any) -> dict[str, Any]:
-    from prefwrap.run_dir import read_json
-
-    return read_json(run.config) or {}
 
 
 if __name__ == "__main__":

@@ -41,14 +41,6 @@ class Evaluation:
     n_frames: int = 0
     video_error: str | None = None
 
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.episode_returns)) if len(self.episode_returns) else float("nan")
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.episode_returns)) if len(self.episode_returns) else float("nan")
-
 
 def evaluate(
     venv: VecEnv,

@@ -23,18 +23,9 @@ from typing import Any
 import numpy as np
 
 ALGOS = ("ppo", "a2c", "trpo", "sac", "td3", "dqn")
-ON_POLICY = frozenset({"ppo", "a2c", "trpo"})
 ATARI = "atari"
 """Key of the settings shared by every Atari game."""
 
-MUJOCO_ENVS = (
-    "HalfCheetah-v5",
-    "Hopper-v5",
-    "Walker2d-v5",
-    "Swimmer-v5",
-    "Reacher-v5",
-    "InvertedDoublePendulum-v5",
-)
 _BUILD_KEYS = ("n_envs", "normalize", "frame_stack", "policy", "n_timesteps")
 
 _MUJOCO_POLICY = {

@@ -8,12 +8,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {
-    "FileOracle": "prefwrap.oracles.file",
-    "HumanOracle": "prefwrap.oracles.human",
-    "Oracle": "prefwrap.oracles.base",
-    "SyntheticOracle": "prefwrap.oracles.synthetic",
-}
+from prefwrap import _EXPORTS as _PACKAGE_EXPORTS
+
+_EXPORTS = {name: module for name, module in _PACKAGE_EXPORTS.items() if module.startswith(__name__ + ".")}
 __all__ = sorted(_EXPORTS)
 
 
