@@ -80,6 +80,13 @@ def test_encoder_clips_box_actions_to_finite_bounds_only() -> None:
     np.testing.assert_array_equal(unbounded.actions(np.array([[5.0]])), [[5.0]])
 
 
+def test_encoding_actions_leaves_the_callers_array_alone() -> None:
+    encoder = InputEncoder(BOX, spaces.Box(-2.0, 2.0, (2,), np.float32))
+    actions = np.array([[5.0, -0.5]], np.float32)  # float32: flattening is a view of this array
+    encoder.actions(actions)
+    np.testing.assert_array_equal(actions, [[5.0, -0.5]])
+
+
 def test_encoder_keeps_images_as_uint8_and_refuses_scaled_images() -> None:
     assert is_image(IMAGE)
     assert not is_image(spaces.Box(0.0, 1.0, (8, 8, 3), np.float32))

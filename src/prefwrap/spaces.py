@@ -155,5 +155,6 @@ class InputEncoder:
             return np.zeros((len(first), 0), dtype=np.float32)
         features = flatten_batch(self.action_space, batch)
         if self._clip is not None:
-            np.clip(features, self._clip[0], self._clip[1], out=features)
+            # not in place: for float32 Box actions ``features`` is a view of the caller's array
+            features = np.clip(features, self._clip[0], self._clip[1])
         return features
