@@ -18,7 +18,7 @@ import torch
 
 from prefwrap.oracles.base import Oracle
 from prefwrap.preference_dataset import PreferenceDataset
-from prefwrap.records import Preference, Query
+from prefwrap.records import Preference, Query, Segment
 from prefwrap.reward_fitting import FitReport, RewardFitter, segment_returns
 from prefwrap.schedule import DecayingSchedule, LabelSchedule
 from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, preference_disagreement
@@ -250,7 +250,8 @@ class PreferenceLearner:
         pending = {query.query_id: query for query in self._pending}
         new_training = 0
         for label in labels:
-            query = pending.pop(label.query_id, None) or self.store.query(label.query_id)
+            # the dataset needs no frames: don't decompress a labelled clip just to drop it
+            query = pending.pop(label.query_id, None) or self.store.query(label.query_id, with_frames=False)
             self._n_answered += 1
             if label.preference.target is not None:
                 self.dataset.add(query, label.preference)
@@ -285,15 +286,17 @@ class PreferenceLearner:
         else:  # an unfitted ensemble's disagreement is noise: the first batch is random
             chosen = self._rng.choice(len(pairs), size=min(n_pairs, len(pairs)), replace=False)
             disagreement = float("nan")
+        read: dict[int, Segment] = {}  # a segment in several pairs is copied (and rendered) once
+
+        def segment_at(position: int) -> Segment:
+            row = int(rows[position])
+            if row not in read:
+                read[row] = segments.segment(row)
+            return read[row]
+
         queries = []
         for left_row, right_row in pairs[chosen]:
-            queries.append(
-                Query(
-                    self._next_query_id,
-                    segments.segment(int(rows[left_row])),
-                    segments.segment(int(rows[right_row])),
-                )
-            )
+            queries.append(Query(self._next_query_id, segment_at(left_row), segment_at(right_row)))
             self._next_query_id += 1
         return queries, disagreement
 

@@ -323,8 +323,10 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         learned, finished = self._record_step(
             self._last_obs, self._actions, np.asarray(true_rewards, dtype=np.float32), dones, self._frames
         )
-        for info, reward, summary in zip(infos, true_rewards, finished, strict=True):
-            info["true_reward"] = float(reward)
+        for info, reward, summary in zip(
+            infos, np.asarray(true_rewards, np.float64).tolist(), finished, strict=True
+        ):
+            info["true_reward"] = reward
             if summary is not None:
                 info["pref_episode"] = summary
         self._last_obs = observations
