@@ -77,7 +77,6 @@ class SegmentBuffer:
         self._window_rewards = np.zeros((n_envs, h), dtype=np.float32)
         self._window_frames: np.ndarray | None = None
         self._episode_steps = np.zeros(n_envs, dtype=np.int64)
-        self._since_emit = np.zeros(n_envs, dtype=np.int64)
 
     def add(
         self,
@@ -111,20 +110,17 @@ class SegmentBuffer:
                 self._frames = np.zeros((self.frame_capacity, *shape), frames.dtype)
             self._window_frames[self._rows, column] = frames
         self._episode_steps += 1
-        self._since_emit += 1
-        emit = (self._since_emit == self.segment_length) | (dones & (self._since_emit > 0))
-        for env in np.flatnonzero(emit):
-            self._emit(int(env), timestep)
-        self._since_emit[emit] = 0
-        if dones.any():  # rare: skip two masked writes on most steps
+        # every H steps of an episode, and at its end (column counts steps since the window started)
+        emit = (column == self.segment_length - 1) | dones
+        if emit.any():  # most steps emit nothing
+            for env in np.flatnonzero(emit):
+                self._emit(int(env), timestep)
             self._episode_steps[dones] = 0
-            self._since_emit[dones] = 0
 
     def discard_partial(self) -> None:
         """Forget the steps not yet emitted, e.g. after an env reset mid-episode, so that the next
         segment starts with the new episode."""
         self._episode_steps[:] = 0
-        self._since_emit[:] = 0
 
     def _emit(self, env: int, timestep: int) -> None:
         """Copy env's last ``min(episode_steps, H)`` steps, in time order, into the FIFO."""
@@ -401,7 +397,6 @@ class ImageSegmentBuffer(SegmentBuffer):
         self._mismatched[broken] = True
         self.stack_restarts += len(broken)
         self._episode_steps[broken] = 0
-        self._since_emit[broken] = 0
 
     def _write_observations(self, observations: np.ndarray, column: np.ndarray) -> None:
         stacks = self._split(observations)
