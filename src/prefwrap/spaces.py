@@ -8,6 +8,7 @@ so one call serves every sub-environment of a vector env.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,12 @@ def feature_dim(space: spaces.Space) -> int:
     raise TypeError(f"unsupported space {space!r}")
 
 
+@functools.lru_cache(maxsize=64)
+def _one_hot_rows(n: int) -> np.ndarray:
+    """The ``(n, n)`` identity, built once per size (indexing it returns a fresh array)."""
+    return np.eye(n, dtype=np.float32)
+
+
 def flatten_batch(space: spaces.Space, batch: Any) -> np.ndarray:
     """Flatten a batch of elements of ``space`` into float32 features of shape ``(N, feature_dim)``.
 
@@ -77,10 +84,10 @@ def flatten_batch(space: spaces.Space, batch: Any) -> np.ndarray:
         return array.reshape(array.shape[0], -1)
     if isinstance(space, spaces.Discrete):
         index = np.asarray(batch).reshape(-1).astype(np.int64) - int(space.start)
-        return np.eye(int(space.n), dtype=np.float32)[index]
+        return _one_hot_rows(int(space.n))[index]
     if isinstance(space, spaces.MultiDiscrete):
         index = np.asarray(batch).reshape(len(batch), -1).astype(np.int64) - space.start.reshape(1, -1)
-        parts = [np.eye(int(n), dtype=np.float32)[index[:, k]] for k, n in enumerate(space.nvec.reshape(-1))]
+        parts = [_one_hot_rows(int(n))[index[:, k]] for k, n in enumerate(space.nvec.reshape(-1))]
         return np.concatenate(parts, axis=1)
     if isinstance(space, spaces.MultiBinary):
         array = np.asarray(batch, dtype=np.float32)
