@@ -192,6 +192,11 @@ class TrainConfig:
     checkpoint_every: int = 10_000
     video: bool = True
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TrainConfig:
+        """The config stored in ``config.json`` (other keys there, such as sessions, are ignored)."""
+        return cls(**{key: value for key, value in record.items() if key in cls.__dataclass_fields__})
+
 
 # Arguments a resumed run may change; the others define the run and must stay as they were.
 _RESUMABLE = (
@@ -353,6 +358,21 @@ def resolve_device(device: str, threads: int = 1) -> str:
     return device
 
 
+def _resolve_hyperparams(config: TrainConfig, info: EnvInfo, source: str) -> Any:
+    """The tuned settings with the run's ``--hyperparams`` applied; ``source`` names them in errors."""
+    from prefwrap import hyperparams
+
+    try:
+        return hyperparams.resolve(
+            config.algo,
+            config.env_id,
+            atari=info.atari,
+            overrides=_parse_pairs(config.hyperparams, "--hyperparams"),
+        )
+    except ValueError as error:
+        raise UsageError(f"{source}: {error}") from None
+
+
 def _parse_pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
     from prefwrap.hyperparams import parse_overrides
 
@@ -420,8 +440,7 @@ def _train_config(args: argparse.Namespace) -> tuple[TrainConfig, Any, dict[str,
             check_same_env(stored, args.env_id, run)
         except RunDirError as error:
             raise UsageError(str(error)) from None
-        known = {key: value for key, value in stored.items() if key in TrainConfig.__dataclass_fields__}
-        config = TrainConfig(**known)
+        config = TrainConfig.from_record(stored)
         for key in _FIXED:
             given = getattr(args, key)
             if given is not None and given != getattr(config, key):
@@ -563,15 +582,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _headless_rendering()
     info = probe_env(config.env_id, env_kwargs)
     _check_algo_fits(config.algo, config.env_id, info)
-    try:
-        params = hyperparams.resolve(
-            config.algo,
-            config.env_id,
-            atari=info.atari,
-            overrides=_parse_pairs(config.hyperparams, "--hyperparams"),
-        )
-    except ValueError as error:
-        raise UsageError(f"--hyperparams: {error}") from None
+    params = _resolve_hyperparams(config, info, "--hyperparams")
     if not config.n_envs:
         config.n_envs = params.n_envs
     if not config.steps:
@@ -1172,18 +1183,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if args.episodes is not None and args.episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
-    config = TrainConfig(**{k: v for k, v in stored.items() if k in TrainConfig.__dataclass_fields__})
+    config = TrainConfig.from_record(stored)
     _headless_rendering()
     info = probe_env(config.env_id, _parse_pairs(config.env_kwargs, "--env-kwargs"))
-    try:
-        params = hyperparams.resolve(
-            config.algo,
-            config.env_id,
-            atari=info.atari,
-            overrides=_parse_pairs(config.hyperparams, "--hyperparams"),
-        )
-    except ValueError as error:
-        raise UsageError(f"{run.config}: {error}") from None
+    params = _resolve_hyperparams(config, info, str(run.config))
     if args.episodes:
         config.eval_episodes = args.episodes
     device = resolve_device(args.device, args.threads)
