@@ -83,7 +83,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import VecFrameStack
 
     from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
-    from prefwrap.hyperparams import model_arguments, resolve
+    from prefwrap.cli.hyperparams import model_arguments, resolve
     from prefwrap.presets import atari_preset
 
     gym.register_envs(ale_py)

@@ -305,7 +305,7 @@ def _record_step_breakdown(n_envs: int, repeats: int = 5000) -> dict[str, float]
 
 
 def _synthetic_dataset(n_labels: int, n_members: int, horizon: int, seed: int) -> Any:
-    from prefwrap.preference_dataset import PreferenceDataset
+    from prefwrap.reward.dataset import PreferenceDataset
     from prefwrap.records import Preference, Query, Segment
 
     rng = np.random.default_rng(seed)
@@ -329,8 +329,8 @@ def _synthetic_dataset(n_labels: int, n_members: int, horizon: int, seed: int) -
 
 def _refit_seconds(n_labels: int, n_members: int, epochs: int) -> tuple[float, float, float]:
     """``(refit s, evaluate s, validation accuracy)``: one warm refit of ``epochs`` passes."""
-    from prefwrap.reward_fitting import RewardFitter
-    from prefwrap.reward_model import MlpRewardEnsemble
+    from prefwrap.reward.fitting import RewardFitter
+    from prefwrap.reward.mlp import MlpRewardEnsemble
 
     dataset = _synthetic_dataset(n_labels, n_members, horizon=30, seed=0)
     model = MlpRewardEnsemble(17, 6, n_members=n_members)

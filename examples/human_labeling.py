@@ -20,7 +20,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from prefwrap import HumanOracle, PreferenceCallback, PreferenceRewardWrapper
-from prefwrap.labeling_window import LabelingWindow
+from prefwrap.oracles.labeling_window import LabelingWindow
 
 # ---- config -------------------------------------------------------------------------------------
 ENV_ID = "Pendulum-v1"

@@ -19,7 +19,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from prefwrap import FileOracle, PreferenceCallback, PreferenceRewardWrapper, PreferenceStore
-from prefwrap.export import export_queries
+from prefwrap.oracles.export import export_queries
 
 # ---- config -------------------------------------------------------------------------------------
 ENV_ID = "Pendulum-v1"

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Create .venv with prefwrap and its pinned dependencies (CPU torch); idempotent.
+# Create a venv with prefwrap and its pinned dependencies (CPU torch); idempotent.
+#   bash scripts/setup.sh                     -> .venv with every extra (all, dev, docs)
+#   bash scripts/setup.sh --core .venv-core   -> a venv with only the test tools (no mujoco/ale-py/pygame)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev,docs]"
+extras="all,dev,docs"
+venv=".venv"
+if [[ "${1:-}" == "--core" ]]; then
+  extras="dev"
+  venv="${2:-.venv-core}"
+fi
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q -c constraints.txt -e ".[$extras]"

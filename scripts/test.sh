@@ -9,4 +9,13 @@ if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null; then
 fi
 bash scripts/setup.sh
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
-.venv/bin/python -m pytest
+
+# 1. Without extras: importing prefwrap, classic control and CartPole clips must work with no mujoco,
+#    ale-py or pygame; tests that need an extra skip with a reason.
+bash scripts/setup.sh --core .venv-core
+echo "== tests without extras (.venv-core: no mujoco, ale-py, pygame)"
+.venv-core/bin/python -m pytest -q -p no:cacheprovider tests
+
+# 2. Everything, with the module doctests.
+echo "== full suite with every extra (.venv), doctests included"
+.venv/bin/python -m pytest --doctest-modules src/prefwrap tests

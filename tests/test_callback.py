@@ -16,7 +16,8 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
-from prefwrap.callback import PreferenceCallback, find_preference_wrapper
+from prefwrap.callback import PreferenceCallback
+from prefwrap.env_utils import find_preference_wrapper
 from prefwrap.oracles.synthetic import SyntheticOracle
 from prefwrap.wrapper import PreferenceRewardWrapper
 

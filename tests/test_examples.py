@@ -29,7 +29,7 @@ CASES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {  # most expensive f
             "PREFWRAP_INITIAL_FIT_EPOCHS": "2",
             "PREFWRAP_FIT_BATCH_SIZE": "4",
         },
-        ("ale_py", "prefwrap.cnn_reward_model"),
+        ("ale_py", "prefwrap.reward.cnn"),
     ),
     "sac_relabeling.py": ({"PREFWRAP_STEPS": "1200", "PREFWRAP_LABELS": "8"}, ()),
     "labels_from_file.py": ({"PREFWRAP_STEPS": "2048", "PREFWRAP_LABELS": "6", "PREFWRAP_N_ENVS": "1"}, ()),
@@ -97,8 +97,8 @@ def _skip_reason(name: str) -> str | None:
     missing = [module for module in CASES[name][1] if importlib.util.find_spec(module) is None]
     if not missing:
         return None
-    if missing == ["prefwrap.cnn_reward_model"]:
-        return "image observations need prefwrap.cnn_reward_model, not in this version yet"
+    if missing == ["prefwrap.reward.cnn"]:
+        return "image observations need prefwrap.reward.cnn, not in this version yet"
     return f"{name} needs {', '.join(missing)}"
 
 

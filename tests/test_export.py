@@ -9,7 +9,13 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from prefwrap.export import export_queries, import_label_records, import_labels, segment_frames, side_by_side
+from prefwrap.oracles.export import (
+    export_queries,
+    import_label_records,
+    import_labels,
+    segment_frames,
+    side_by_side,
+)
 from prefwrap.oracles.file import FileOracle, LabelFileError, read_label_file
 from prefwrap.records import Preference, Query, Segment
 

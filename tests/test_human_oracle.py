@@ -17,9 +17,9 @@ import pytest
 
 pygame = pytest.importorskip("pygame")
 
-from prefwrap.labeling_window import LabelingWindow, clip_frames, import_pygame  # noqa: E402
-from prefwrap.oracles.base import Oracle  # noqa: E402
+from prefwrap.oracles.base import BaseOracle, Oracle, OracleContext  # noqa: E402
 from prefwrap.oracles.human import HumanOracle, run_labeling_session  # noqa: E402
+from prefwrap.oracles.labeling_window import LabelingWindow, import_pygame  # noqa: E402
 from prefwrap.records import Preference, Query, Segment  # noqa: E402
 from prefwrap.store import PreferenceStore  # noqa: E402
 
@@ -80,16 +80,21 @@ def shown_row(window: LabelingWindow, side: int) -> int:
     return int(np.flatnonzero(column.min(axis=1) == 255)[0])
 
 
-def oracle_pressing(*keys: int | str, **kwargs: object) -> HumanOracle:
-    oracle = HumanOracle(fps=1000, **kwargs)  # type: ignore[arg-type]
+def oracle_pressing(
+    *keys: int | str, record_answer: Callable[[Query, Preference], None] | None = None
+) -> HumanOracle:
+    """A fast oracle whose window presses ``keys``; connected with ``record_answer`` if given."""
+    oracle = HumanOracle(fps=1000)
     oracle.window = LabelingWindow(fps=1000, on_frame=press(*keys))
+    if record_answer is not None:
+        oracle.connect(OracleContext(env_fps=None, store_path=":memory:", record_answer=record_answer))
     return oracle
 
 
 # ---------------------------------------------------------------------------------- the oracle
 
 
-def test_each_key_gives_its_answer_and_on_label_is_called_per_key() -> None:
+def test_each_key_gives_its_answer_and_each_answer_is_recorded_at_once() -> None:
     calls: list[tuple[int, Preference]] = []
     oracle = oracle_pressing(
         pygame.K_LEFT,
@@ -97,9 +102,9 @@ def test_each_key_gives_its_answer_and_on_label_is_called_per_key() -> None:
         pygame.K_UP,
         pygame.K_SPACE,
         pygame.K_DOWN,
-        on_label=lambda query, preference: calls.append((query.query_id, preference)),
+        record_answer=lambda query, preference: calls.append((query.query_id, preference)),
     )
-    assert isinstance(oracle, Oracle)
+    assert isinstance(oracle, Oracle) and isinstance(oracle, BaseOracle) and oracle.needs_frames
     answers = oracle.label(make_queries(5))
     expected = [Preference.LEFT, Preference.RIGHT, Preference.EQUAL, Preference.EQUAL, Preference.SKIP]
     assert answers == expected
@@ -111,7 +116,9 @@ def test_each_key_gives_its_answer_and_on_label_is_called_per_key() -> None:
 
 def test_escape_pauses_with_none_for_the_rest_and_next_call_reopens() -> None:
     calls: list[int] = []
-    oracle = oracle_pressing(pygame.K_LEFT, pygame.K_ESCAPE, on_label=lambda q, p: calls.append(q.query_id))
+    oracle = oracle_pressing(
+        pygame.K_LEFT, pygame.K_ESCAPE, record_answer=lambda q, p: calls.append(q.query_id)
+    )
     queries = make_queries(3)
     assert oracle.label(queries) == [Preference.LEFT, None, None]
     assert calls == [0]
@@ -125,7 +132,7 @@ def test_escape_pauses_with_none_for_the_rest_and_next_call_reopens() -> None:
 
 def test_closing_the_window_pauses_without_a_label() -> None:
     calls: list[int] = []
-    oracle = oracle_pressing("quit", on_label=lambda q, p: calls.append(q.query_id))
+    oracle = oracle_pressing("quit", record_answer=lambda q, p: calls.append(q.query_id))
     assert oracle.label(make_queries(2)) == [None, None]
     assert calls == []
 
@@ -141,7 +148,7 @@ def test_segment_without_frames_fails_before_the_window_opens() -> None:
         7, np.zeros((H, 4), np.float32), np.zeros((H, 1), np.float32), np.zeros(H, np.float32), H
     )
     oracle = HumanOracle()
-    with pytest.raises(ValueError, match=r"Segment 7 has no frames.*record_frames=True"):
+    with pytest.raises(ValueError, match=r"segment 7 of query 1 has no frames.*record_frames=True"):
         oracle.label([*make_queries(1), Query(1, vector, vector)])
     assert oracle.window is None
 
@@ -151,9 +158,27 @@ def test_fps_defaults_to_env_fps_then_20() -> None:
     oracle.fps = None
     oracle.label(make_queries(1))
     assert oracle.window is not None and oracle.window.fps == 20
-    oracle.env_fps = 50
+    oracle.connect(OracleContext(env_fps=50, store_path=":memory:", record_answer=lambda q, p: None))
     oracle.label(make_queries(1))
     assert oracle.window.fps == 50
+
+
+def test_show_progress_is_shown_under_the_batch_progress() -> None:
+    shown: list[str] = []
+
+    class AnsweringWindow(LabelingWindow):
+        def ask(self, query: Query, *, progress: str = "") -> Preference | None:
+            shown.append(progress)
+            return Preference.LEFT
+
+    oracle = HumanOracle()
+    oracle.window = AnsweringWindow()
+    oracle.show_progress("3 / 10 labels, 2 queries waiting")
+    assert oracle.label(make_queries(2)) == [Preference.LEFT, Preference.LEFT]
+    assert shown == [
+        "0 / 2 labeled in this batch   |   3 / 10 labels, 2 queries waiting",
+        "1 / 2 labeled in this batch   |   3 / 10 labels, 2 queries waiting",
+    ]
 
 
 def test_invalid_arguments_name_the_value() -> None:
@@ -247,28 +272,6 @@ def test_window_size_fits_the_clips() -> None:
     assert window.clip_rects is not None and window.clip_rects[1].right <= 640
 
 
-def test_clip_frames_from_image_observations() -> None:
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (H, FRAME_H, FRAME_W, 3), dtype=np.uint8)
-
-    def segment(observations: np.ndarray, length: int = H) -> Segment:
-        return Segment(0, observations, np.zeros((H, 1), np.float32), np.zeros(H, np.float32), length)
-
-    np.testing.assert_array_equal(clip_frames(segment(rgb)), rgb)
-    np.testing.assert_array_equal(clip_frames(segment(rgb.transpose(0, 3, 1, 2))), rgb)  # channel-first
-    np.testing.assert_array_equal(clip_frames(segment(rgb, length=2)), rgb[:2])  # padding dropped
-    gray = rgb[..., 0]
-    expected_gray = np.repeat(gray[..., None], 3, axis=-1)
-    np.testing.assert_array_equal(clip_frames(segment(gray)), expected_gray)
-    stack = np.stack([np.zeros_like(gray), gray], axis=-1)  # (H, h, w, 2): the newest frame is last
-    np.testing.assert_array_equal(clip_frames(segment(stack)), expected_gray)
-    np.testing.assert_array_equal(clip_frames(segment(stack.transpose(0, 3, 1, 2))), expected_gray)
-    stacked_rgb = np.concatenate([np.zeros_like(rgb), rgb], axis=-1)  # two stacked RGB frames
-    np.testing.assert_array_equal(clip_frames(segment(stacked_rgb)), rgb)
-    with pytest.raises(ValueError, match="record_frames=True"):
-        clip_frames(segment(rgb.astype(np.float32)))
-
-
 def test_missing_pygame_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pygame", None)
     with pytest.raises(ImportError, match=r'pip install "prefwrap\[human\]"'):
@@ -278,7 +281,10 @@ def test_missing_pygame_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_importing_the_modules_does_not_import_pygame() -> None:
-    code = "import sys, prefwrap.oracles.human, prefwrap.labeling_window; assert 'pygame' not in sys.modules"
+    code = (
+        "import sys, prefwrap.oracles.human, prefwrap.oracles.labeling_window; "
+        "assert 'pygame' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -288,7 +294,7 @@ def test_sigterm_terminates_instead_of_closing_the_window(tmp_path: Path) -> Non
     script.write_text(
         textwrap.dedent("""
             import numpy as np
-            from prefwrap.labeling_window import LabelingWindow
+            from prefwrap.oracles.labeling_window import LabelingWindow
             from prefwrap.oracles.human import HumanOracle
             from prefwrap.records import Query, Segment
 
@@ -518,7 +524,7 @@ def test_asynchronous_oracle_labels_in_its_own_process_and_returns_at_once(tmp_p
     with PreferenceStore(store_path) as store:
         store.add_queries(make_queries(2))
     oracle = HumanOracle(asynchronous=True)
-    oracle.store_path = store_path
+    oracle.connect(OracleContext(env_fps=None, store_path=store_path, record_answer=lambda q, p: None))
     try:
         assert oracle.label(make_queries(2)) == [None, None]
         assert oracle._session is not None and oracle._session.is_alive()
@@ -533,7 +539,10 @@ def test_asynchronous_oracle_labels_in_its_own_process_and_returns_at_once(tmp_p
 def test_asynchronous_oracle_without_a_store_file_says_how_to_give_one() -> None:
     oracle = HumanOracle(asynchronous=True)
     with pytest.raises(ValueError, match="store="):
-        oracle.label(make_queries(1))
+        oracle.label(make_queries(1))  # never connected
+    for in_memory in (":memory:", None):
+        with pytest.raises(ValueError, match="in memory.*store="):
+            oracle.connect(OracleContext(None, in_memory, lambda q, p: None))  # type: ignore[arg-type]
 
 
 def test_learner_connects_the_oracle_to_its_store_and_the_env_fps(tmp_path: Path) -> None:
@@ -547,10 +556,19 @@ def test_learner_connects_the_oracle_to_its_store_and_the_env_fps(tmp_path: Path
     )
     oracle = HumanOracle(asynchronous=True)
     learner = PreferenceLearner(venv, oracle, total_labels=10, store=tmp_path / "p.sqlite")
-    assert oracle.store_path == learner.store.path
-    assert oracle.env_fps == gym.make("CartPole-v1").metadata["render_fps"]
-    assert oracle.on_label is not None
-    assert learner.store.get_meta("render_fps") == str(oracle.env_fps)
+    assert oracle.context is not None
+    assert oracle.context.store_path == learner.store.path
+    assert oracle.context.env_fps == gym.make("CartPole-v1").metadata["render_fps"]
+    assert learner.store.get_meta("render_fps") == str(oracle.context.env_fps)
+
+    synchronous = oracle_pressing(pygame.K_RIGHT)
+    learner = PreferenceLearner(venv, synchronous, total_labels=10, store=tmp_path / "sync.sqlite")
+    learner.store.add_queries(make_queries(1))
+    assert synchronous.label(make_queries(1)) == [Preference.RIGHT]
+    # the answer reached the store through record_answer, before label() returned it
+    assert [(lab.query_id, lab.preference) for lab in learner.store.labels()] == [(0, Preference.RIGHT)]
+    with pytest.raises(ValueError, match="in memory"):  # a labelling process could not open it
+        PreferenceLearner(venv, HumanOracle(asynchronous=True), total_labels=10)
 
 
 def test_learner_refuses_a_human_oracle_without_frames(tmp_path: Path) -> None:

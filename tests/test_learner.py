@@ -11,9 +11,10 @@ from conftest import make_go_right
 from stable_baselines3.common.env_util import make_vec_env
 
 from prefwrap.learner import PreferenceLearner
+from prefwrap.oracles.base import BaseOracle, OracleContext
 from prefwrap.oracles.synthetic import SyntheticOracle
 from prefwrap.records import Preference, Query
-from prefwrap.schedule import ConstantSchedule, DecayingSchedule
+from prefwrap.schedule import DecayingSchedule, UniformLabelSchedule
 from prefwrap.store import PreferenceStore
 from prefwrap.wrapper import PreferenceRewardWrapper
 
@@ -113,7 +114,9 @@ def test_no_query_before_min_segments() -> None:
 
 def test_skips_use_the_budget_but_do_not_train() -> None:
     oracle = ScriptedOracle(answer=Preference.SKIP)
-    learner = make_learner(recorded_wrapper(60), oracle, total_labels=8, schedule=ConstantSchedule(8, 1.0))
+    learner = make_learner(
+        recorded_wrapper(60), oracle, total_labels=8, schedule=UniformLabelSchedule(8, 1.0)
+    )
     round_ = learner.collect_labels(0, TOTAL_STEPS)
     assert round_.answered == learner.n_labels == 8
     assert round_.new_training_labels == 0 and len(learner.dataset) == 0
@@ -150,29 +153,38 @@ def test_wrong_number_of_answers_is_a_clear_error() -> None:
         learner.collect_labels(0, TOTAL_STEPS)
 
 
-def test_answers_given_through_on_label_are_stored_once() -> None:
-    class EagerOracle:
-        """Like a human UI: stores each answer via on_label as it is given, then returns them all."""
+def test_answers_given_through_record_answer_are_stored_once() -> None:
+    class EagerOracle(BaseOracle):
+        """Like a human UI: stores each answer via record_answer as it is given, then returns them all."""
 
         labeler = "eager"
-        on_label = None
+        context: OracleContext | None = None
+        progress: tuple[str, ...] = ()
+
+        def connect(self, context: OracleContext) -> None:
+            self.context = context
+
+        def show_progress(self, text: str) -> None:
+            self.progress += (text,)
 
         def label(self, queries: Sequence[Query]) -> list[Preference]:
+            assert self.context is not None
             answers = [Preference.RIGHT for _ in queries]
             for query, answer in zip(queries, answers, strict=True):
-                self.on_label(query, answer)
+                self.context.record_answer(query, answer)
             return answers
 
     oracle = EagerOracle()
     learner = make_learner(recorded_wrapper(60), oracle, total_labels=20)
-    assert oracle.on_label is not None
+    assert oracle.context is not None and oracle.context.store_path == learner.store.path
     learner.collect_labels(0, TOTAL_STEPS)
+    assert oracle.progress == ("0 / 20 labels, 5 queries waiting",)
     assert learner.n_labels == learner.store.n_labels() == 5
     assert {label.labeler for label in learner.store.labels()} == {"eager"}
 
 
 def test_labeler_for_names_each_answer() -> None:
-    class TwoPeople(ScriptedOracle):
+    class TwoPeople(ScriptedOracle, BaseOracle):
         def labeler_for(self, query_id: int) -> str:
             return f"person{query_id % 2}"
 
@@ -272,7 +284,7 @@ def test_candidates_come_from_the_query_window() -> None:
 
 def test_one_round_never_asks_the_same_pair_twice() -> None:
     wrapper = recorded_wrapper(40)  # 16 segments: 120 distinct pairs
-    learner = make_learner(wrapper, total_labels=80, schedule=ConstantSchedule(80, 0.5))
+    learner = make_learner(wrapper, total_labels=80, schedule=UniformLabelSchedule(80, 0.5))
     learner.collect_labels(0, TOTAL_STEPS)
     learner.refit()
     learner.collect_labels(TOTAL_STEPS, TOTAL_STEPS)
@@ -344,7 +356,7 @@ def test_constructor_validation() -> None:
     with pytest.raises(ValueError, match="selection"):
         PreferenceLearner(wrapper, SyntheticOracle(), 10, selection="best")
 
-    class FrameOracle(ScriptedOracle):
+    class FrameOracle(ScriptedOracle, BaseOracle):
         needs_frames = True
 
     with pytest.raises(ValueError, match="record_frames=True"):

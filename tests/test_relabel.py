@@ -12,8 +12,8 @@ from stable_baselines3 import DQN, SAC
 from stable_baselines3.common.env_util import make_vec_env
 
 from prefwrap import relabel
-from prefwrap.learned_reward import LearnedReward
 from prefwrap.relabel import _to_space_layout, predict_buffer_rewards, relabel_replay_buffer
+from prefwrap.reward.learned import LearnedReward, step_chunks
 from prefwrap.wrapper import PreferenceRewardWrapper
 
 SENTINEL = 123.0
@@ -109,7 +109,7 @@ def test_chunks_give_the_same_rewards(monkeypatch: pytest.MonkeyPatch) -> None:
     obs = rng.normal(size=(30, 3, 2)).astype(np.float32)
     actions = rng.normal(size=(30, 3, 1)).astype(np.float32)
     whole = predict_buffer_rewards(reward, obs, actions, 30, 3)
-    monkeypatch.setattr(relabel, "CHUNK", 7)
+    monkeypatch.setattr(relabel, "step_chunks", lambda n: step_chunks(n, 7))
     np.testing.assert_allclose(
         predict_buffer_rewards(reward, obs, actions, 30, 3), whole, rtol=1e-5, atol=1e-6
     )

@@ -1,4 +1,4 @@
-"""Tests for prefwrap.reward_fitting: recovering a known reward, adaptive L2, time bound, warm start."""
+"""Tests for prefwrap.reward.fitting: recovering a known reward, adaptive L2, time bound, warm start."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import make_segment, rational
 
-from prefwrap.preference_dataset import PreferenceDataset
 from prefwrap.records import Preference, Query
-from prefwrap.reward_fitting import RewardFitter, segment_returns
-from prefwrap.reward_model import MlpRewardEnsemble
+from prefwrap.reward.dataset import PreferenceDataset
+from prefwrap.reward.fitting import RewardFitter, segment_returns
+from prefwrap.reward.mlp import MlpRewardEnsemble
 
 OBS_DIM, HORIZON = 4, 10
 TRUE_WEIGHTS = np.array([1.0, -2.0, 0.5, 0.0], dtype=np.float32)

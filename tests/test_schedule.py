@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prefwrap.schedule import ConstantSchedule, DecayingSchedule, LabelSchedule
+from prefwrap.schedule import UniformLabelSchedule, DecayingSchedule, LabelSchedule
 
 TOTAL_STEPS = 1_000_000
 
@@ -15,7 +15,7 @@ def due_curve(schedule: LabelSchedule, total_steps: int = TOTAL_STEPS, points: i
     return np.array([schedule.labels_due(int(t), total_steps) for t in steps])
 
 
-@pytest.mark.parametrize("schedule_type", [DecayingSchedule, ConstantSchedule])
+@pytest.mark.parametrize("schedule_type", [DecayingSchedule, UniformLabelSchedule])
 def test_protocol(schedule_type: type) -> None:
     assert isinstance(schedule_type(100), LabelSchedule)
 
@@ -23,7 +23,7 @@ def test_protocol(schedule_type: type) -> None:
 @pytest.mark.parametrize("total", [1, 7, 700, 3000])
 def test_initial_batch_is_a_quarter_at_time_zero(total: int) -> None:
     assert DecayingSchedule(total).labels_due(0, TOTAL_STEPS) == max(1, round(0.25 * total))
-    assert ConstantSchedule(total).labels_due(0, TOTAL_STEPS) == max(1, round(0.25 * total))
+    assert UniformLabelSchedule(total).labels_due(0, TOTAL_STEPS) == max(1, round(0.25 * total))
     assert DecayingSchedule(total, initial_fraction=0.5).labels_due(0, TOTAL_STEPS) == max(
         1, round(0.5 * total)
     )
@@ -35,7 +35,7 @@ def test_initial_batch_is_a_quarter_at_time_zero(total: int) -> None:
         DecayingSchedule(700),
         DecayingSchedule(1000, decay_timesteps=5e4),
         DecayingSchedule(3),
-        ConstantSchedule(700),
+        UniformLabelSchedule(700),
     ],
 )
 @pytest.mark.parametrize("total_steps", [1_000, TOTAL_STEPS, 50_000_000])
@@ -54,7 +54,7 @@ def test_cumulative_monotone_never_above_budget_exact_at_the_end(
 
 def test_decaying_rate_asks_more_labels_early() -> None:
     total_steps = 10_000_000
-    decaying, constant = DecayingSchedule(700), ConstantSchedule(700)
+    decaying, constant = DecayingSchedule(700), UniformLabelSchedule(700)
     half = total_steps // 2
     assert decaying.labels_due(half, total_steps) > constant.labels_due(half, total_steps) + 50
     # The rate falls: equal intervals of steps bring fewer and fewer labels.
@@ -75,12 +75,12 @@ def test_larger_decay_timesteps_spread_labels_more_evenly() -> None:
     front, even = DecayingSchedule(700, decay_timesteps=1e5), DecayingSchedule(700, decay_timesteps=1e9)
     quarter = TOTAL_STEPS // 4
     assert front.labels_due(quarter, TOTAL_STEPS) > even.labels_due(quarter, TOTAL_STEPS)
-    constant = ConstantSchedule(700).labels_due(quarter, TOTAL_STEPS)
+    constant = UniformLabelSchedule(700).labels_due(quarter, TOTAL_STEPS)
     assert abs(even.labels_due(quarter, TOTAL_STEPS) - constant) <= 1
 
 
 def test_constant_schedule_is_linear() -> None:
-    schedule = ConstantSchedule(400)
+    schedule = UniformLabelSchedule(400)
     assert schedule.labels_due(TOTAL_STEPS // 2, TOTAL_STEPS) == 100 + 150
     assert schedule.labels_due(TOTAL_STEPS // 4, TOTAL_STEPS) == 100 + 75
 

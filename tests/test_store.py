@@ -20,7 +20,13 @@ import numpy as np
 import pytest
 
 from prefwrap.records import Label, Preference, Query, Segment
-from prefwrap.store import PreferenceStore, StoreError
+from prefwrap.store import (
+    AlreadyLabeledError,
+    PreferenceStore,
+    StoreError,
+    UnknownQueryError,
+    UnknownSegmentError,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "store.md"
 SCHEMA = {
@@ -168,9 +174,9 @@ def test_label_life_cycle_pending_to_labeled(store: PreferenceStore):
 def test_labels_are_never_overwritten_or_invented(store: PreferenceStore):
     store.add_queries([make_query(0)])
     store.add_label(0, Preference.LEFT, "alice")
-    with pytest.raises(ValueError, match=r"query 0 is already labeled \('left' by 'alice'\)"):
+    with pytest.raises(AlreadyLabeledError, match=r"query 0 is already labeled \('left' by 'alice'\)"):
         store.add_label(0, Preference.RIGHT, "bob")
-    with pytest.raises(ValueError, match="query 42"):
+    with pytest.raises(UnknownQueryError, match="query 42"):
         store.add_label(42, Preference.LEFT, "alice")
     with pytest.raises(ValueError):
         store.add_label(0, "maybe", "alice")  # type: ignore[arg-type]
@@ -197,10 +203,42 @@ def test_adding_again_is_a_no_op_but_a_reused_id_is_an_error(store: PreferenceSt
 
 
 def test_unknown_ids_raise_key_errors_naming_the_id(store: PreferenceStore):
-    with pytest.raises(KeyError, match="segment 3"):
+    with pytest.raises(UnknownSegmentError, match="segment 3") as segment_error:
         store.segment(3)
-    with pytest.raises(KeyError, match="query 4"):
+    with pytest.raises(UnknownQueryError, match="query 4") as query_error:
         store.query(4)
+    assert isinstance(segment_error.value, KeyError) and isinstance(query_error.value, KeyError)
+    assert str(query_error.value).startswith("query 4")  # the message itself, not KeyError's quoted repr
+
+
+def test_label_errors_are_distinct_and_still_value_errors(store: PreferenceStore):
+    """Callers tell 'answered meanwhile' from 'no such query'; ``except ValueError`` still catches both."""
+    store.add_queries([make_query(0)])
+    store.add_label(0, Preference.LEFT, "alice")
+    with pytest.raises(AlreadyLabeledError) as already:
+        store.add_label(0, Preference.LEFT, "alice")
+    with pytest.raises(UnknownQueryError) as unknown:
+        store.add_label(1, Preference.LEFT, "alice")
+    assert not isinstance(already.value, UnknownQueryError)
+    assert not isinstance(unknown.value, AlreadyLabeledError)
+    assert isinstance(already.value, ValueError) and isinstance(unknown.value, ValueError)
+
+
+def test_has_label_is_one_indexed_lookup(store: PreferenceStore):
+    store.add_queries([make_query(i) for i in range(3)])
+    store.add_label(0, Preference.LEFT, "alice")
+    store.add_label(1, Preference.SKIP, "alice")
+    statements: list[str] = []
+    raw = store._connection()
+    raw.set_trace_callback(statements.append)
+    try:
+        answers = [store.has_label(query_id) for query_id in (0, 1, 2, 99)]
+    finally:
+        raw.set_trace_callback(None)
+    assert answers == [True, True, False, False]  # a skip answers; an unknown id has no label
+    assert len(statements) == 4  # one statement per call
+    plan = " ".join(row[-1] for row in raw.execute(f"EXPLAIN QUERY PLAN {statements[0]}"))
+    assert "SEARCH labels USING" in plan and "INDEX" in plan and "SCAN" not in plan, plan
 
 
 def test_invalid_segments_are_rejected_before_writing(store: PreferenceStore):

@@ -17,17 +17,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CnnRewardEnsemble": "prefwrap.cnn_reward_model",
+    "CnnRewardEnsemble": "prefwrap.reward.cnn",
     "atari_preset": "prefwrap.presets",
-    "ConstantSchedule": "prefwrap.schedule",
+    "BaseOracle": "prefwrap.oracles.base",
+    "UniformLabelSchedule": "prefwrap.schedule",
     "DecayingSchedule": "prefwrap.schedule",
     "DisagreementSelector": "prefwrap.selection",
     "FileOracle": "prefwrap.oracles.file",
     "HumanOracle": "prefwrap.oracles.human",
     "Label": "prefwrap.records",
-    "LearnedReward": "prefwrap.learned_reward",
-    "MlpRewardEnsemble": "prefwrap.reward_model",
+    "LearnedReward": "prefwrap.reward.learned",
+    "MlpRewardEnsemble": "prefwrap.reward.mlp",
     "Oracle": "prefwrap.oracles.base",
+    "OracleContext": "prefwrap.oracles.base",
     "Preference": "prefwrap.records",
     "PreferenceCallback": "prefwrap.callback",
     "PreferenceLearner": "prefwrap.learner",

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnv
 
+from prefwrap.env_utils import find_preference_wrapper
 from prefwrap.learner import PreferenceLearner
 from prefwrap.oracles.base import Oracle
 from prefwrap.relabel import relabel_replay_buffer
@@ -119,23 +120,3 @@ class PreferenceCallback(BaseCallback):
         if self.wrapper.episode_true_returns:
             self.logger.record("pref/true_ep_return", float(np.mean(self.wrapper.episode_true_returns)))
             self.logger.record("pref/learned_ep_return", float(np.mean(self.wrapper.episode_learned_returns)))
-
-
-def find_preference_wrapper(env: Any) -> PreferenceRewardWrapper:
-    """Find the PreferenceRewardWrapper in a VecEnv stack (or inside a DummyVecEnv's single env)."""
-    current = env
-    while current is not None:
-        if isinstance(current, PreferenceRewardWrapper):
-            return current
-        if isinstance(current, DummyVecEnv) and len(current.envs) == 1:
-            inner = current.envs[0]
-            while inner is not None:
-                if isinstance(inner, PreferenceRewardWrapper):
-                    return inner
-                inner = getattr(inner, "env", None)
-            break
-        current = current.venv if isinstance(current, VecEnvWrapper) else None
-    raise TypeError(
-        f"no PreferenceRewardWrapper found in {type(env).__name__}: wrap the env first, "
-        "venv = PreferenceRewardWrapper(make_vec_env(...)), and pass venv to the model and the callback."
-    )

@@ -9,20 +9,23 @@ labelling UI in another terminal) are picked up the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from prefwrap.oracles.base import Oracle
-from prefwrap.preference_dataset import PreferenceDataset
+from prefwrap.oracles.base import Oracle, OracleContext, oracle_hooks
 from prefwrap.records import Preference, Query, Segment
-from prefwrap.reward_fitting import FitReport, RewardFitter, segment_returns
+from prefwrap.reward.dataset import PreferenceDataset
+from prefwrap.reward.fitting import FitReport, RewardFitter, segment_returns
+from prefwrap.reward.learned import PREDICTION_CHUNK_STEPS, step_chunks
 from prefwrap.schedule import DecayingSchedule, LabelSchedule
+from prefwrap.segment_buffer import valid_step_mask
 from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, preference_disagreement
-from prefwrap.store import PreferenceStore
+from prefwrap.store import AlreadyLabeledError, PreferenceStore
 from prefwrap.wrapper import PreferenceRewardWrapper
 
 
@@ -94,13 +97,12 @@ class PreferenceLearner:
                 f"PreferenceLearner needs the PreferenceRewardWrapper itself, got {type(wrapper).__name__}: "
                 "pass the object returned by PreferenceRewardWrapper(env)."
             )
-        if not callable(getattr(oracle, "label", None)):
-            raise TypeError(f"{oracle!r} is not an oracle: it needs a method label(queries) -> answers")
+        self._hooks = oracle_hooks(oracle)
         if total_labels < 1:
             raise ValueError(f"total_labels must be >= 1, got {total_labels}")
         if candidate_factor < 1:
             raise ValueError(f"candidate_factor must be >= 1, got {candidate_factor}")
-        if getattr(oracle, "needs_frames", False) and not (
+        if self._hooks.needs_frames and not (
             wrapper.record_frames or wrapper.learned_reward.encoder.image_observations
         ):
             raise ValueError(
@@ -148,16 +150,12 @@ class PreferenceLearner:
         self._connect_oracle()
 
     def _connect_oracle(self) -> None:
-        """Fill the optional oracle attributes (see :class:`~prefwrap.oracles.base.Oracle`)."""
+        """Tell the oracle the run's context (see :class:`~prefwrap.oracles.base.BaseOracle`)."""
         fps = self.wrapper.metadata.get("render_fps") if isinstance(self.wrapper.metadata, dict) else None
         if fps:
             self.store.set_meta("render_fps", str(fps))
-        if getattr(self.oracle, "env_fps", False) is None:
-            self.oracle.env_fps = fps
-        if getattr(self.oracle, "on_label", False) is None:
-            self.oracle.on_label = self._store_answer  # each answer is stored the moment it is given
-        if getattr(self.oracle, "asynchronous", False) and getattr(self.oracle, "store_path", False) is None:
-            self.oracle.store_path = self.store.path
+        # record_answer: each answer a person gives is stored the moment it is given
+        self._hooks.connect(OracleContext(fps, self.store.path, self._store_answer))
 
     @property
     def n_labels(self) -> int:
@@ -187,10 +185,9 @@ class PreferenceLearner:
                 self._pending.extend(new_queries)
         asked = len(self._pending)
         if self._pending:
-            if hasattr(self.oracle, "progress_text"):
-                self.oracle.progress_text = (
-                    f"{self._n_answered} / {self.total_labels} labels, {len(self._pending)} queries waiting"
-                )
+            self._hooks.show_progress(
+                f"{self._n_answered} / {self.total_labels} labels, {len(self._pending)} queries waiting"
+            )
             self._ask(self._pending)
         answered_before = self._n_answered
         new_training = self._ingest_stored_labels()
@@ -217,7 +214,7 @@ class PreferenceLearner:
         return self.last_fit
 
     def _ask(self, queries: list[Query]) -> None:
-        answers = list(self.oracle.label(queries))
+        answers = list(self._hooks.label(queries))
         if len(answers) != len(queries):
             raise ValueError(
                 f"{type(self.oracle).__name__}.label returned {len(answers)} answers for {len(queries)} "
@@ -228,18 +225,10 @@ class PreferenceLearner:
                 self._store_answer(query, answer)
 
     def _store_answer(self, query: Query, answer: Preference) -> None:
-        """Write one answer durably; an answer already stored (by ``on_label`` or another process) is kept."""
-        labeler_for = getattr(self.oracle, "labeler_for", None)
-        labeler = (
-            labeler_for(query.query_id)
-            if callable(labeler_for)
-            else getattr(self.oracle, "labeler", type(self.oracle).__name__)
-        )
-        try:
-            self.store.add_label(query.query_id, answer, labeler)
-        except ValueError:
-            if all(label.query_id != query.query_id for label in self.store.labels()):
-                raise  # not answered before: a real error
+        """Write one answer durably; an answer already stored (through ``record_answer`` or by another
+        process) is kept."""
+        with contextlib.suppress(AlreadyLabeledError):
+            self.store.add_label(query.query_id, answer, self._hooks.labeler_for(query.query_id))
 
     def _ingest_stored_labels(self) -> int:
         """Read labels written since the last read (by this process or another) into the dataset."""
@@ -265,11 +254,7 @@ class PreferenceLearner:
         segments = self.wrapper.segments
         if segments.size < self.min_segments:
             return [], float("nan")
-        rows = (
-            segments.rows_with_frames()
-            if getattr(self.oracle, "needs_frames", False)
-            else segments.newest_rows()
-        )
+        rows = segments.rows_with_frames() if self._hooks.needs_frames else segments.newest_rows()
         if self.query_window is not None:
             rows = rows[-self.query_window :]
         if len(rows) < 2:
@@ -315,10 +300,10 @@ class PreferenceLearner:
         model = self.wrapper.learned_reward.model
         model.eval()
         device = self.wrapper.learned_reward.device
-        mask = np.arange(segments.segment_length)[None, :] < segments.lengths[rows, None]
+        mask = valid_step_mask(segments.lengths[rows], segments.segment_length)
         returns = []
-        for start in range(0, len(rows), 256):  # bounded memory: image stacks are rebuilt per chunk
-            chunk = slice(start, start + 256)
+        # bounded memory: image stacks are rebuilt per chunk of segments
+        for chunk in step_chunks(len(rows), PREDICTION_CHUNK_STEPS // segments.segment_length):
             returns.append(
                 segment_returns(
                     model,
@@ -329,7 +314,7 @@ class PreferenceLearner:
             )
         return torch.cat(returns, dim=1)
 
-    def log_to(self, record: Any) -> None:
+    def log_to(self, record: Callable[[str, float], None]) -> None:
         """Record the learner's state with an SB3-style ``record(key, value)`` function under ``pref/``."""
         record("pref/labels", self._n_answered)
         record("pref/pending_queries", len(self._pending))

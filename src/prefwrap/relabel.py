@@ -6,19 +6,17 @@ buffer mixes rewards from every past reward model (PEBBLE's fix).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.policies import BasePolicy
 
-from prefwrap.learned_reward import LearnedReward
-
-CHUNK = 65_536
+from prefwrap.encoding import SpaceBatch
+from prefwrap.reward.learned import LearnedReward, step_chunks
 
 
 def predict_buffer_rewards(
-    learned_reward: LearnedReward, observations: Any, actions: np.ndarray, n_steps: int, n_envs: int
+    learned_reward: LearnedReward, observations: SpaceBatch, actions: np.ndarray, n_steps: int, n_envs: int
 ) -> np.ndarray:
     """Normalised learned rewards ``(n_steps, n_envs)`` for buffer arrays ``(n_steps, n_envs, ...)``."""
     encoder = learned_reward.encoder
@@ -26,8 +24,7 @@ def predict_buffer_rewards(
     flat_obs = _to_space_layout(flat_obs, encoder.observation_space)
     flat_actions = actions[:n_steps].reshape(n_steps * n_envs, *actions.shape[2:])
     rewards = np.empty(n_steps * n_envs, dtype=np.float32)
-    for start in range(0, n_steps * n_envs, CHUNK):
-        chunk = slice(start, start + CHUNK)
+    for chunk in step_chunks(n_steps * n_envs):
         obs_chunk = (
             {k: v[chunk] for k, v in flat_obs.items()} if isinstance(flat_obs, dict) else flat_obs[chunk]
         )
@@ -36,7 +33,7 @@ def predict_buffer_rewards(
 
 
 def relabel_replay_buffer(
-    buffer: ReplayBuffer | DictReplayBuffer, learned_reward: LearnedReward, policy: Any
+    buffer: ReplayBuffer | DictReplayBuffer, learned_reward: LearnedReward, policy: BasePolicy
 ) -> int:
     """Overwrite every stored reward with the current learned reward; returns transitions relabelled.
 
@@ -60,7 +57,7 @@ def relabel_replay_buffer(
     return n_steps * buffer.n_envs
 
 
-def _flatten_leading(observations: Any, n: int) -> Any:
+def _flatten_leading(observations: SpaceBatch, n: int) -> SpaceBatch:
     if isinstance(observations, dict):
         return {
             key: value[: n // value.shape[1]].reshape(n, *value.shape[2:])
@@ -69,7 +66,7 @@ def _flatten_leading(observations: Any, n: int) -> Any:
     return observations[: n // observations.shape[1]].reshape(n, *observations.shape[2:])
 
 
-def _to_space_layout(observations: Any, space: spaces.Space) -> Any:
+def _to_space_layout(observations: SpaceBatch, space: spaces.Space) -> SpaceBatch:
     """Undo SB3's automatic channel-first transpose (``VecTransposeImage``) of image observations."""
     if isinstance(observations, dict) or not isinstance(space, spaces.Box):
         return observations

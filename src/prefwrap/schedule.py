@@ -33,6 +33,9 @@ class DecayingSchedule:
             reward (the paper: 0.25).
         decay_timesteps: ``c``, in environment steps.
 
+    Raises:
+        ValueError: ``total_labels < 1``, ``initial_fraction`` outside ``[0, 1]`` or ``decay_timesteps <= 0``.
+
     Example:
         >>> DecayingSchedule(700).labels_due(0, 1_000_000)
         175
@@ -60,8 +63,22 @@ class DecayingSchedule:
         return min(self.total_labels, int(due))
 
 
-class ConstantSchedule:
-    """An initial batch, then labels spread evenly over the run (a linear cumulative count)."""
+class UniformLabelSchedule:
+    """An initial batch, then labels spread evenly over the run (a linear cumulative count).
+
+    (Not SB3's ``ConstantSchedule``, a constant learning-rate value: this one counts labels.)
+
+    Args:
+        total_labels: The label budget ``N``.
+        initial_fraction: Share of the budget asked for before the policy trains on the learned reward.
+
+    Raises:
+        ValueError: ``total_labels < 1`` or ``initial_fraction`` outside ``[0, 1]``.
+
+    Example:
+        >>> UniformLabelSchedule(400).labels_due(500_000, 1_000_000)
+        250
+    """
 
     def __init__(self, total_labels: int, initial_fraction: float = 0.25) -> None:
         self._schedule = DecayingSchedule(total_labels, initial_fraction, decay_timesteps=1e18)

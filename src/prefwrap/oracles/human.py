@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from prefwrap.labeling_window import LabelingWindow, clip_frames, import_pygame
+from prefwrap.clips.frames import clip_frames
+from prefwrap.oracles.base import BaseOracle, OracleContext
+from prefwrap.oracles.labeling_window import LabelingWindow, import_pygame
 from prefwrap.records import Preference, Query
 
 if TYPE_CHECKING:
@@ -31,46 +33,51 @@ logger = logging.getLogger(__name__)
 DEFAULT_FPS = 20.0
 """Playback speed when neither ``fps`` nor the env's ``render_fps`` is known."""
 
+_IN_MEMORY = ":memory:"
 
-class HumanOracle:
+
+class HumanOracle(BaseOracle):
     """Asks a person, in a pygame window, which of two clips is better.
 
-    Each query's clips (``Segment.frames``, else uint8 image observations) loop side by side until
-    a key is pressed: left arrow = LEFT is better, right arrow = RIGHT, up or space = EQUAL,
-    down = SKIP (can't tell), ``r`` = replay, Esc or closing the window = pause. A pause makes
-    :meth:`label` return at once, with ``None`` for the queries not answered yet (asked again
-    later); the next call opens the window again.
+    Each query's clips (:func:`~prefwrap.clips.frames.clip_frames`: ``Segment.frames``, else uint8
+    image observations) loop side by side until a key is pressed: left arrow = LEFT is better,
+    right arrow = RIGHT, up or space = EQUAL, down = SKIP (can't tell), ``r`` = replay, Esc or
+    closing the window = pause. A pause makes :meth:`label` return at once, with ``None`` for the
+    queries not answered yet (asked again later); the next call opens the window again.
 
-    Every answer is handed to ``on_label`` right after its key press, before the next clip is
-    shown, so a caller can write it to durable storage at once: no label is lost if training
-    crashes in the middle of a batch.
+    The learner connects the oracle to its run (:meth:`connect`): every answer is then stored through the
+    context's ``record_answer`` right after its key press, before the next clip is shown, so no
+    label is lost if training crashes in the middle of a batch.
 
     Args:
-        fps: Playback speed; ``None`` uses :attr:`env_fps` (the env's ``render_fps``, set by the
-            caller) or else 20.
+        fps: Playback speed; ``None`` uses the env's ``render_fps`` (from :meth:`connect`), else 20.
         scale: Integer magnification of the frames; ``None`` makes each clip at least ~400 px wide.
         labeler: Name stored with the labels.
         window_size: ``(width, height)`` of the window in px; the clips are scaled to fit. ``None``
             sizes the window to the clips.
-        on_label: ``on_label(query, preference)`` called after each answer.
-        asynchronous: Label in a separate process (:func:`run_labeling_session` on :attr:`store_path`,
-            which the preference learner sets): :meth:`label` returns at once with ``None`` for every
-            query and the learner picks the answers up from the store. If the person closes that
-            window it is not reopened; ``prefwrap label RUN_DIR`` continues.
+        asynchronous: Label in a separate process (:func:`run_labeling_session` on the run's store
+            file, from :meth:`connect`): :meth:`label` returns at once with ``None`` for every query
+            and the learner picks the answers up from the store. If the person closes that window
+            it is not reopened; ``prefwrap label RUN_DIR`` continues.
 
     Attributes:
-        progress_text: Extra progress shown under the batch progress, e.g.
-            ``"312 / 1000 labels, 4 queries waiting"``; the caller may update it between batches.
-        env_fps: The env's ``metadata["render_fps"]``, used when ``fps`` is ``None``.
-        window: The :class:`~prefwrap.labeling_window.LabelingWindow`, created on first use.
-        store_path: The run's store file, for the asynchronous mode (set by the learner).
+        window: The :class:`~prefwrap.oracles.labeling_window.LabelingWindow`, created on first use.
+        context: The run's :class:`~prefwrap.oracles.base.OracleContext` given to :meth:`connect`, or
+            ``None`` before (then answers are only returned, and the asynchronous mode cannot start).
+
+    Raises:
+        ValueError: ``fps`` is not positive or ``None``, or ``scale`` is not a positive integer or ``None``.
+        ImportError: pygame is not installed (the message names ``prefwrap[human]``).
 
     Example:
-        >>> oracle = HumanOracle(labeler="human:alice", on_label=lambda q, p: store.add_label(
-        ...     q.query_id, p, "human:alice"))  # doctest: +SKIP
-        >>> oracle.label(queries)  # doctest: +SKIP
-        [<Preference.LEFT: 'left'>, <Preference.SKIP: 'skip'>, None]
+        >>> oracle = HumanOracle(labeler="human:alice")  # doctest: +SKIP
+        >>> callback = PreferenceCallback(venv, oracle, total_labels=700,
+        ...                               store="run/preferences.sqlite")  # doctest: +SKIP
+        >>> model.learn(1_000_000, callback=callback)  # doctest: +SKIP
     """
+
+    needs_frames = True
+    """The learner queries only segments whose frames are kept (see ``record_frames``)."""
 
     def __init__(
         self,
@@ -79,7 +86,6 @@ class HumanOracle:
         scale: int | None = None,
         labeler: str = "human",
         window_size: tuple[int, int] | None = None,
-        on_label: Callable[[Query, Preference], None] | None = None,
         asynchronous: bool = False,
     ) -> None:
         if fps is not None and not fps > 0:
@@ -91,23 +97,38 @@ class HumanOracle:
         self.scale = scale
         self.labeler = labeler
         self.window_size = window_size
-        self.on_label = on_label
-        self.progress_text: str | None = None
-        self.env_fps: float | None = None
-        self.window: LabelingWindow | None = None
         self.asynchronous = asynchronous
-        self.store_path: str | os.PathLike[str] | None = None
+        self.window: LabelingWindow | None = None
+        self.context: OracleContext | None = None
+        self._progress = ""
         self._session: multiprocessing.process.BaseProcess | None = None
 
-    needs_frames = True
-    """The learner queries only segments whose frames are kept (see ``record_frames``)."""
+    def connect(self, context: OracleContext) -> None:
+        """Take the run's env fps, store file and ``record_answer`` (called once by the learner).
+
+        Raises:
+            ValueError: The oracle is asynchronous and the run's store is in memory, where a
+                labelling process cannot read it.
+        """
+        if self.asynchronous and _is_in_memory(context.store_path):
+            raise ValueError(
+                "HumanOracle(asynchronous=True) labels through the run's store file, but the store is "
+                "in memory: give the callback one, e.g. "
+                "PreferenceCallback(venv, oracle, store='run/preferences.sqlite')"
+            )
+        self.context = context
+
+    def show_progress(self, text: str) -> None:
+        """Show ``text`` (e.g. ``"312 / 1000 labels, 4 queries waiting"``) under the batch progress."""
+        self._progress = text
 
     def label(self, queries: Sequence[Query]) -> list[Preference | None]:
         """Show each query until answered; return one answer per query, ``None`` after a pause.
 
         Raises:
-            ValueError: A segment has neither frames nor image observations (checked for the whole
-                batch before the window opens).
+            ValueError: A segment cannot be shown (see :func:`~prefwrap.clips.frames.clip_frames`;
+                checked for the whole batch before the window opens), or the oracle is asynchronous
+                and was never connected to a run's store.
         """
         answers: list[Preference | None] = [None] * len(queries)
         if not queries:
@@ -116,19 +137,19 @@ class HumanOracle:
             self._start_session()
             return answers
         for query in queries:  # fail before the window opens, not halfway through the batch
-            clip_frames(query.left)
-            clip_frames(query.right)
+            clip_frames(query.left, query_id=query.query_id)
+            clip_frames(query.right, query_id=query.query_id)
         window = self._window()
         for i, query in enumerate(queries):
             progress = f"{i} / {len(queries)} labeled in this batch"
-            if self.progress_text:
-                progress += f"   |   {self.progress_text}"
+            if self._progress:
+                progress += f"   |   {self._progress}"
             answer = window.ask(query, progress=progress)
             if answer is None:  # paused: the window is closed; the rest is asked again later
                 return answers
             answers[i] = answer
-            if self.on_label is not None:
-                self.on_label(query, answer)
+            if self.context is not None:
+                self.context.record_answer(query, answer)
         window.show_message("Thanks! More clips soon (the agent is training)...")
         return answers
 
@@ -140,32 +161,41 @@ class HumanOracle:
             self._session.terminate()
             self._session.join(timeout=5)
 
+    def _fps(self) -> float:
+        env_fps = self.context.env_fps if self.context is not None else None
+        return float(self.fps or env_fps or DEFAULT_FPS)
+
     def _start_session(self) -> None:
         """Start the labelling process once; a window the person closed stays closed."""
         if self._session is not None:
             if not self._session.is_alive():
                 logger.info("labelling window closed: run `prefwrap label RUN_DIR` to continue labelling")
             return
-        if self.store_path is None:
+        if self.context is None:
             raise ValueError(
-                "HumanOracle(asynchronous=True) labels through the run's store file: give the callback "
-                "one, e.g. PreferenceCallback(venv, oracle, store='run/preferences.sqlite')"
+                "HumanOracle(asynchronous=True) labels through the run's store file: pass it to a "
+                "PreferenceCallback or PreferenceLearner with a store, e.g. "
+                "PreferenceCallback(venv, oracle, store='run/preferences.sqlite')"
             )
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked SDL or torch state
-        self._session = context.Process(
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked SDL or torch state
+        self._session = spawn.Process(
             target=run_labeling_session,
-            args=(os.fspath(self.store_path),),
-            kwargs={"fps": self.fps or self.env_fps, "labeler": self.labeler, "scale": self.scale},
+            args=(os.fspath(self.context.store_path),),
+            kwargs={"fps": self._fps(), "labeler": self.labeler, "scale": self.scale},
             daemon=True,
         )
         self._session.start()
 
     def _window(self) -> LabelingWindow:
-        fps = self.fps or self.env_fps or DEFAULT_FPS
         if self.window is None:
-            self.window = LabelingWindow(fps=fps, scale=self.scale, window_size=self.window_size)
-        self.window.fps = float(fps)
+            self.window = LabelingWindow(fps=self._fps(), scale=self.scale, window_size=self.window_size)
+        self.window.fps = self._fps()
         return self.window
+
+
+def _is_in_memory(store_path: str | os.PathLike[str] | None) -> bool:
+    """Whether a store path names an in-memory store, which another process cannot open."""
+    return store_path is None or os.fspath(store_path) == _IN_MEMORY
 
 
 def run_labeling_session(
@@ -198,9 +228,12 @@ def run_labeling_session(
         The number of labels written.
 
     Raises:
-        ValueError: A pending segment has neither frames nor image observations.
+        ValueError: ``poll_interval`` is not positive, or a pending segment cannot be shown (see
+            :func:`~prefwrap.clips.frames.clip_frames`).
+        StoreError: ``store_path`` is not a prefwrap store that can be opened.
+        ImportError: pygame is not installed.
     """
-    from prefwrap.store import PreferenceStore
+    from prefwrap.store import AlreadyLabeledError, PreferenceStore
 
     if not poll_interval > 0:
         raise ValueError(f"poll_interval must be positive, got {poll_interval}")
@@ -226,7 +259,7 @@ def run_labeling_session(
                     return n_written
                 try:
                     store.add_label(query_id, answer, labeler)
-                except ValueError as error:  # another labeler answered it meanwhile; theirs stands
+                except AlreadyLabeledError as error:  # another labeler answered it meanwhile; theirs stands
                     logger.warning("answer to query %d not stored: %s", query_id, error)
                     continue
                 n_written += 1

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from prefwrap.records import Preference, Query, Segment
+from prefwrap.segment_buffer import valid_step_mask
 
 
 class PreferenceDataset:
@@ -93,7 +94,8 @@ class PreferenceDataset:
                 "observations": torch.as_tensor(observations),
                 "actions": torch.as_tensor(actions),
                 "mask": torch.as_tensor(
-                    np.stack([np.arange(s.horizon) < s.length for s in self._segments]), dtype=torch.float32
+                    valid_step_mask(np.array([s.length for s in self._segments]), observations.shape[1]),
+                    dtype=torch.float32,
                 ),
             }
             # Keep one copy of the arrays (stacked image segments are large): the stored segments

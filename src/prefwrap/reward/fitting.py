@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefwrap.preference_dataset import PreferenceDataset
-from prefwrap.preference_loss import preference_loss
+from prefwrap.reward.dataset import PreferenceDataset
+from prefwrap.reward.loss import preference_loss
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class RewardFitter:
     """Fits a reward ensemble with the Bradley-Terry loss, warm-started across calls.
 
     Each member trains on its own online bootstrap of the labels (see
-    :class:`~prefwrap.preference_dataset.PreferenceDataset`) and is validated on the pairs it left out.
+    :class:`~prefwrap.reward.dataset.PreferenceDataset`) and is validated on the pairs it left out.
     After every epoch the L2 coefficient is adapted so the validation loss stays 1.1-1.5x the training
     loss (the paper's regulariser). Each call to :meth:`fit` stops after ``epochs`` passes or ``max_seconds``.
 

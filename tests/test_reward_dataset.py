@@ -1,4 +1,4 @@
-"""Tests for prefwrap.preference_dataset: targets, online Poisson bootstrap, newest labels, dedupe."""
+"""Tests for prefwrap.reward.dataset: targets, online Poisson bootstrap, newest labels, dedupe."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import make_segment
 
-from prefwrap.preference_dataset import PreferenceDataset
 from prefwrap.records import Preference, Query
+from prefwrap.reward.dataset import PreferenceDataset
 
 
 def query(query_id: int, left_id: int, right_id: int, horizon: int = 4) -> Query:

@@ -17,36 +17,12 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from prefwrap.reward_model import EnsembleLinear
+from prefwrap.env_utils import image_channels_first
+from prefwrap.reward.mlp import EnsembleLinear
 
 KERNELS = (7, 5, 3, 3)
 STRIDES = (3, 2, 1, 1)
 INFERENCE_CHUNK = 1024  # images per forward without gradients: bounds memory (~0.3 GB) of big evaluations
-
-
-def image_channels_first(space: spaces.Space) -> bool:
-    """Whether a rank-3 image space is ``(C, H, W)`` (True) or ``(H, W, C)`` (False).
-
-    The channel axis is the smallest one, as SB3's ``is_image_space_channels_first`` decides; it must
-    be the first or the last axis and strictly smaller than the two spatial axes.
-
-    Raises:
-        ValueError: The layout is ambiguous or the smallest axis is in the middle.
-    """
-    shape = tuple(getattr(space, "shape", None) or ())
-    if len(shape) != 3:
-        raise ValueError(
-            f"image observations must have rank 3, (C, H, W) or (H, W, C), got shape {shape}: "
-            "add a channel axis to grayscale frames (e.g. WarpFrame or ResizeObservation + a reshape)."
-        )
-    first, last = shape[0] < min(shape[1:]), shape[2] < min(shape[:2])
-    if first == last:
-        raise ValueError(
-            f"cannot tell the channel axis of image shape {shape}: it must be the first or the last axis "
-            "and smaller than height and width. Transpose the observation to (C, H, W) or (H, W, C) "
-            "(e.g. VecTransposeImage), or resize frames so height and width exceed the channel count."
-        )
-    return first
 
 
 def _dropout(x: torch.Tensor, p: float) -> torch.Tensor:

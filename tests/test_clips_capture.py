@@ -18,9 +18,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from prefwrap import PreferenceLearner, PreferenceRewardWrapper, SyntheticOracle
-from prefwrap.frame_capture import StateRenderer
+from prefwrap.clips.capture import StateRenderer
+from prefwrap.clips.video import SmallRender
 from prefwrap.records import Preference, Query
-from prefwrap.video import SmallRender
 from tests.conftest import make_go_right
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*settotalmass")

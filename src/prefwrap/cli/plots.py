@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from prefwrap.run_dir import RunDir, progress_csvs, read_json
+from prefwrap.cli.run_dir import RunDir, progress_csvs, read_json
 
 RETURNS_PNG = "returns.png"
 REWARD_PNG = "reward_vs_true.png"
@@ -117,7 +117,7 @@ def save_reward_data(
 
 def plot_reward_vs_true(run: RunDir) -> Path | None:
     """Draw ``plots/reward_vs_true.png`` from the saved held-out returns; ``None`` without data."""
-    from prefwrap.evaluation import correlation
+    from prefwrap.cli.evaluation import correlation
 
     path = run.plots / REWARD_DATA
     if not path.is_file():

@@ -19,7 +19,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from prefwrap.video import SmallRender
+from prefwrap.clips.video import SmallRender
 
 MAX_FRAME_SIDE = 256  # a labeler judges a 1.5 s clip as well at 256 px as at 480, at less memory
 _MUJOCO = "mujoco"
@@ -143,15 +143,19 @@ class StateRenderer:
 
 
 def _kind_of(unwrapped: Any) -> str | None:
-    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+    """``"classic"``, ``"mujoco"`` or ``None`` (not re-renderable from state) for an unwrapped env.
 
-    if isinstance(unwrapped, MujocoEnv):
-        return _MUJOCO
+    Classic control is recognised first and by module name: it must work without the ``mujoco``
+    extra, whose Gymnasium module cannot even be imported then.
+    """
     if type(unwrapped).__module__.startswith("gymnasium.envs.classic_control"):
         unwrapped.reset(seed=0)
-        if getattr(unwrapped, "state", None) is not None:
-            return _CLASSIC
-    return None
+        return _CLASSIC if getattr(unwrapped, "state", None) is not None else None
+    try:
+        from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+    except (ImportError, gym.error.DependencyNotInstalled):  # no mujoco: this env is not a MuJoCo one
+        return None
+    return _MUJOCO if isinstance(unwrapped, MujocoEnv) else None
 
 
 def _offscreen_viewer(unwrapped: Any, fast: bool) -> Any:

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-import imageio.v2 as imageio
-import imageio.v3 as iio
 import numpy as np
 
+from prefwrap.clips.frames import clip_frames
+from prefwrap.clips.video import VideoWriter
 from prefwrap.oracles.file import LabelFileError, check_answers, read_label_file
-from prefwrap.records import Label, Preference, Query, Segment
+from prefwrap.records import Label, Preference, Query
 
 MANIFEST_NAME = "manifest.jsonl"
 LABELS_NAME = "labels.jsonl"
@@ -39,9 +39,11 @@ def export_queries(
 
     Each clip shows the left segment's frames, a thin white separator, then the right segment's,
     over the valid steps only (``segment.length``); the shorter side loops to the longer length.
-    Frames come from ``segment.frames`` or, failing that, from uint8 image observations. The
-    manifest gets one JSON line per query: ``query_id``, ``left_id``, ``right_id``, ``clip`` (file
-    name), ``fps``, ``n_frames``, ``left_length``, ``right_length``. ``labels.jsonl`` is created
+    Each side is :func:`~prefwrap.clips.frames.clip_frames` of its segment (the frames a person sees
+    in the labelling window). Clips are written by :class:`~prefwrap.clips.video.VideoWriter`: an MP4
+    that cannot be encoded becomes a GIF, named in the manifest. The manifest gets one JSON line per
+    query: ``query_id``, ``left_id``, ``right_id``, ``clip`` (file name), ``fps``, ``n_frames``,
+    ``left_length``, ``right_length``. ``labels.jsonl`` is created
     with commented instructions only if it does not exist yet, so answers are never overwritten.
     True rewards are never exported.
 
@@ -49,14 +51,18 @@ def export_queries(
         queries: Queries to export; their ``query_id`` must be unique.
         out_dir: Directory to write into (created if needed).
         fps: Playback frame rate.
-        fmt: ``"mp4"`` (H.264 through imageio-ffmpeg) or ``"gif"`` (looping).
+        fmt: ``"mp4"`` (H.264 through imageio-ffmpeg; a GIF when ffmpeg is unavailable) or ``"gif"``
+            (looping).
         scale: Integer nearest-neighbour upscaling factor for small renders.
 
     Returns:
         The path of ``manifest.jsonl``.
 
     Raises:
-        ValueError: A segment has neither frames nor image observations, or an argument is invalid.
+        ValueError: An argument is invalid, or a segment cannot be shown (see
+            :func:`~prefwrap.clips.frames.clip_frames`: no valid step, neither frames nor uint8 image
+            observations, or an image layout that cannot be told).
+        RuntimeError: An MP4 could not be finished (the encoder failed after its first frames).
 
     Example:
         >>> import tempfile
@@ -84,17 +90,22 @@ def export_queries(
     out_dir.mkdir(parents=True, exist_ok=True)
     entries = []
     for query in queries:
-        left = segment_frames(query.left, query_id=query.query_id)
-        right = segment_frames(query.right, query_id=query.query_id)
+        left = clip_frames(query.left, query_id=query.query_id)
+        right = clip_frames(query.right, query_id=query.query_id)
         clip = side_by_side(left, right, scale=int(scale))
-        name = f"query_{query.query_id:06d}.{fmt}"
-        _write_clip(out_dir / name, clip, fps=fps, fmt=fmt)
+        with VideoWriter(out_dir / f"query_{query.query_id:06d}", fps, fmt=fmt, gif_stride=1) as video:
+            for frame in clip:
+                video.add(frame)
+        if video.path is None:
+            raise RuntimeError(
+                f"the clip of query {query.query_id} could not be encoded (see the log): try fmt='gif'"
+            )
         entries.append(
             {
                 "query_id": query.query_id,
                 "left_id": query.left.segment_id,
                 "right_id": query.right.segment_id,
-                "clip": name,
+                "clip": video.path.name,
                 "fps": fps,
                 "n_frames": len(clip),
                 "left_length": len(left),
@@ -168,43 +179,6 @@ def import_label_records(
     ]
 
 
-def segment_frames(segment: Segment, *, query_id: int | None = None) -> np.ndarray:
-    """RGB frames of a segment's valid steps, shape ``(length, height, width, 3)``, uint8.
-
-    Uses ``segment.frames`` when recorded, else uint8 image observations of shape
-    ``(H, h, w)``, ``(H, h, w, c)`` or ``(H, c, h, w)``; with ``c`` not 1 or 3 (stacked frames), the
-    newest frame is shown: the last 3 channels if ``c`` is a multiple of 3, else the last channel.
-
-    Raises:
-        ValueError: The segment has no frames and its observations are not images.
-    """
-    n = max(int(segment.length), 1)
-    where = f"segment {segment.segment_id}" + (f" of query {query_id}" if query_id is not None else "")
-    if segment.frames is not None:
-        frames = np.asarray(segment.frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(
-                f"{where}: frames must be uint8 of shape (H, height, width, 3), "
-                f"got {frames.dtype} {frames.shape}"
-            )
-        return frames[:n]
-    obs = np.asarray(segment.observations)
-    if obs.dtype != np.uint8 or obs.ndim not in (3, 4):
-        raise ValueError(
-            f"{where} has no frames and its observations ({obs.dtype} {obs.shape}) are not images; "
-            "record frames with PreferenceRewardWrapper(..., record_frames=True); only the newest "
-            "frame_capacity segments keep theirs, so export queries soon after they are made"
-        )
-    obs = obs[:n]
-    if obs.ndim == 3:
-        obs = obs[..., None]  # grayscale (H, h, w)
-    elif obs.shape[1] < obs.shape[3]:
-        obs = obs.transpose(0, 2, 3, 1)  # channel-first (H, c, h, w), as VecTransposeImage makes
-    c = obs.shape[-1]
-    obs = obs[..., -3:] if c % 3 == 0 else obs[..., -1:]
-    return np.ascontiguousarray(np.broadcast_to(obs, (*obs.shape[:3], 3)))
-
-
 def side_by_side(left: np.ndarray, right: np.ndarray, *, scale: int = 1) -> np.ndarray:
     """Join two frame sequences as ``left | separator | right``, looping the shorter one.
 
@@ -227,21 +201,6 @@ def side_by_side(left: np.ndarray, right: np.ndarray, *, scale: int = 1) -> np.n
     if scale > 1:
         out = out.repeat(scale, axis=1).repeat(scale, axis=2)
     return out
-
-
-def _write_clip(path: Path, clip: np.ndarray, *, fps: float, fmt: str) -> None:
-    if fmt == "gif":
-        iio.imwrite(path, clip, extension=".gif", duration=1000.0 / fps, loop=0)
-        return
-    # H.264 with yuv420p needs even sizes: pad with black rather than let ffmpeg resize.
-    pad_h, pad_w = clip.shape[1] % 2, clip.shape[2] % 2
-    if pad_h or pad_w:
-        clip = np.pad(clip, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-    with imageio.get_writer(
-        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2
-    ) as writer:
-        for frame in clip:
-            writer.append_data(frame)
 
 
 def _labels_template(entries: list[dict]) -> str:

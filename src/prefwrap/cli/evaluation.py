@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from prefwrap.callback import find_preference_wrapper
+from prefwrap.env_utils import find_preference_wrapper
 
 Act = Callable[[Any], np.ndarray]
 """Maps a batch of observations ``(n_envs, ...)`` to a batch of actions."""

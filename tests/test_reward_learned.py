@@ -1,4 +1,4 @@
-"""Tests for prefwrap.learned_reward: zero before fitting, normalisation, fast path, safe save/load."""
+"""Tests for prefwrap.reward.learned: zero before fitting, normalisation, fast path, safe save/load."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from prefwrap.learned_reward import FAST_PATH_MAX_BATCH, LearnedReward
+from prefwrap.reward.learned import FAST_PATH_MAX_BATCH, LearnedReward
 
 OBS = spaces.Box(-10.0, 10.0, (3,), np.float32)
 ACT = spaces.Box(-1.0, 1.0, (2,), np.float32)

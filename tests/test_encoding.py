@@ -1,4 +1,4 @@
-"""Tests for prefwrap.spaces: flat features of every supported space, images kept, clear refusals."""
+"""Tests for prefwrap.encoding: flat features of every supported space, images kept, clear refusals."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from prefwrap.spaces import (
+from prefwrap.encoding import (
     InputEncoder,
     add_batch_axis,
     check_supported,

@@ -2,7 +2,7 @@
 
 ``prefwrap train`` with no argument runs a short synthetic-oracle demo (PPO on Pendulum-v1, 200
 labels, 50k steps: a few minutes on a laptop CPU) and prints, plots and films what the agent learned.
-Every run lives in a run directory (layout in :mod:`prefwrap.run_dir`) that ``--resume``,
+Every run lives in a run directory (layout in :mod:`prefwrap.cli.run_dir`) that ``--resume``,
 ``prefwrap label``, ``export``, ``plot`` and ``eval`` take as argument. See ``docs/cli.md``.
 
 Every bad argument ends the command with one line saying what to do (exit status 2), never a
@@ -251,7 +251,7 @@ def probe_env(env_id: str, env_kwargs: dict[str, Any]) -> EnvInfo:
     try:
         from gymnasium import spaces
 
-        from prefwrap.spaces import check_supported, is_image
+        from prefwrap.encoding import check_supported, is_image
 
         try:
             check_supported(env.observation_space, "observation")
@@ -374,7 +374,7 @@ def _resolve_hyperparams(config: TrainConfig, info: EnvInfo, source: str) -> Any
 
 
 def _parse_pairs(items: list[str] | None, flag: str) -> dict[str, Any]:
-    from prefwrap.hyperparams import parse_overrides
+    from prefwrap.cli.hyperparams import parse_overrides
 
     try:
         return parse_overrides(items or [])
@@ -420,7 +420,7 @@ def _learner_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def _train_config(args: argparse.Namespace) -> tuple[TrainConfig, Any, dict[str, Any] | None]:
     """The run's configuration and directory, from the arguments or (``--resume``) from config.json."""
-    from prefwrap.run_dir import RunDirError, check_same_env, open_run_dir
+    from prefwrap.cli.run_dir import RunDirError, check_same_env, open_run_dir
 
     if args.labels is not None and args.labels < 1:
         raise UsageError(f"--labels must be at least 1, got {args.labels}")
@@ -495,7 +495,7 @@ def make_base_env(
     """The vector env below the preference wrapper: Monitor-wrapped envs, Atari wrappers, frame stack.
 
     ``render`` makes the envs render to arrays; ``small_frames`` shrinks those renders to clip size
-    (:class:`~prefwrap.video.SmallRender`) for runs that keep frames for labelers.
+    (:class:`~prefwrap.clips.video.SmallRender`) for runs that keep frames for labelers.
     """
     from stable_baselines3.common.env_util import make_atari_env, make_vec_env
     from stable_baselines3.common.vec_env import VecFrameStack
@@ -510,7 +510,7 @@ def make_base_env(
             env_kwargs.setdefault("frameskip", 1)  # AtariWrapper skips 4 frames itself
         venv = make_atari_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     else:
-        from prefwrap.video import SmallRender
+        from prefwrap.clips.video import SmallRender
 
         wrapper_class = SmallRender if render and small_frames else None
         venv = make_vec_env(
@@ -542,7 +542,7 @@ def _with_normalizer(venv: Any, params: Any, path: Path | None, *, training: boo
 
 
 def _build_model(config: TrainConfig, params: Any, venv: Any, device: str, info: EnvInfo) -> Any:
-    from prefwrap.hyperparams import algorithm_class, model_arguments
+    from prefwrap.cli.hyperparams import algorithm_class, model_arguments
 
     cls = algorithm_class(config.algo)
     policy = params.policy
@@ -603,7 +603,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     learner_kwargs = _learner_kwargs(config)
     device = resolve_device(config.device, args.threads)
 
-    from prefwrap.run_dir import RunDirError, new_run_dir
+    from prefwrap.cli.run_dir import RunDirError, new_run_dir
 
     if resuming:
         run = run_location
@@ -631,7 +631,7 @@ def _train(
 
     from prefwrap import __version__
     from prefwrap.callback import PreferenceCallback
-    from prefwrap.run_dir import CheckpointCallback, read_json, versions, write_json
+    from prefwrap.cli.run_dir import CheckpointCallback, read_json, versions, write_json
     from prefwrap.wrapper import PreferenceRewardWrapper
 
     resuming = stored is not None
@@ -677,7 +677,7 @@ def _train(
 
     model = None
     if resuming and run.policy.is_file():
-        from prefwrap.hyperparams import algorithm_class
+        from prefwrap.cli.hyperparams import algorithm_class
 
         model = algorithm_class(config.algo).load(str(run.policy), env=venv, device=device)
         if run.replay_buffer.is_file() and hasattr(model, "load_replay_buffer"):
@@ -754,8 +754,8 @@ def _finish(
     progress_bar: bool,
 ) -> dict[str, Any]:
     """Evaluate, run the baseline if asked, draw the plots; returns the summary."""
-    from prefwrap.plots import plot_run
-    from prefwrap.run_dir import read_json
+    from prefwrap.cli.plots import plot_run
+    from prefwrap.cli.run_dir import read_json
 
     normalizer = model.get_vec_normalize_env()
     if normalizer is not None:
@@ -808,9 +808,9 @@ def _evaluate_run(
     """Evaluate the policy and a random policy on fresh envs; write the held-out data and the video."""
     import numpy as np
 
-    from prefwrap.evaluation import correlation, policy_actions
-    from prefwrap.plots import save_reward_data
-    from prefwrap.video import VideoWriter
+    from prefwrap.cli.evaluation import correlation, policy_actions
+    from prefwrap.cli.plots import save_reward_data
+    from prefwrap.clips.video import VideoWriter
 
     eval_seed = config.seed + 10_000
     normalizer = run.vecnormalize if params.normalize else None
@@ -862,7 +862,7 @@ def _evaluate(
     writer: Any,
 ) -> Any:
     """One evaluation on a fresh single env (``act=None``: a random policy)."""
-    from prefwrap.evaluation import evaluate, random_actions
+    from prefwrap.cli.evaluation import evaluate, random_actions
     from prefwrap.wrapper import PreferenceRewardWrapper
 
     base = make_base_env(config, info, params, 1, seed, render=writer is not None)
@@ -898,7 +898,7 @@ def _train_baseline(
     """Train the same algorithm on the true reward (same steps, seed, hyperparameters) and evaluate it."""
     from stable_baselines3.common.logger import CSVOutputFormat, Logger
 
-    from prefwrap.evaluation import policy_actions
+    from prefwrap.cli.evaluation import policy_actions
 
     print(f"Training the baseline: {config.algo.upper()} on the true reward, {config.steps:,} steps...")
     from stable_baselines3.common.utils import set_random_seed
@@ -1061,8 +1061,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     run = _existing_store(args.run_dir)
     _check_display("prefwrap label")
     try:
-        from prefwrap.labeling_window import clip_frames, import_pygame
         from prefwrap.oracles.human import run_labeling_session
+        from prefwrap.oracles.labeling_window import clip_frames, import_pygame
 
         import_pygame()
     except ImportError as error:
@@ -1106,8 +1106,8 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``prefwrap export DIR``: write the pending queries as side-by-side clips and a manifest."""
-    from prefwrap.export import export_queries
-    from prefwrap.run_dir import read_json
+    from prefwrap.cli.run_dir import read_json
+    from prefwrap.oracles.export import export_queries
     from prefwrap.store import PreferenceStore
 
     run = _existing_store(args.run_dir)
@@ -1139,15 +1139,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         print(
             f"Fill in {out / 'labels.jsonl'} (see docs/oracles-file.md) and read it back with "
-            "prefwrap.export.import_labels."
+            "prefwrap.oracles.export.import_labels."
         )
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     """``prefwrap plot DIR``: redraw the run's figures from its logs and evaluation data."""
-    from prefwrap.plots import plot_run
-    from prefwrap.run_dir import RunDirError, open_run_dir, read_json
+    from prefwrap.cli.plots import plot_run
+    from prefwrap.cli.run_dir import RunDirError, open_run_dir, read_json
 
     try:
         run, config = open_run_dir(args.run_dir)
@@ -1168,8 +1168,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``prefwrap eval DIR``: evaluate the saved policy on the true reward and record a video."""
     from prefwrap import hyperparams
-    from prefwrap.plots import plot_run
-    from prefwrap.run_dir import RunDirError, open_run_dir, read_json, write_json
+    from prefwrap.cli.plots import plot_run
+    from prefwrap.cli.run_dir import RunDirError, open_run_dir, read_json, write_json
     from prefwrap.store import PreferenceStore
 
     try:
@@ -1191,7 +1191,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config.eval_episodes = args.episodes
     device = resolve_device(args.device, args.threads)
     model = hyperparams.algorithm_class(config.algo).load(str(run.policy), device=device)
-    from prefwrap.learned_reward import LearnedReward
+    from prefwrap.reward.learned import LearnedReward
 
     space_env = make_base_env(config, info, params, 1, config.seed)
     learned_reward = (
@@ -1228,7 +1228,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _existing_store(path: str) -> Any:
-    from prefwrap.run_dir import RunDir
+    from prefwrap.cli.run_dir import RunDir
 
     run = RunDir(Path(path))
     if not run.store.is_file():

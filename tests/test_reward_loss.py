@@ -1,4 +1,4 @@
-"""Tests for prefwrap.preference_loss: the noisy Bradley-Terry model, stable at any return gap."""
+"""Tests for prefwrap.reward.loss: the noisy Bradley-Terry model, stable at any return gap."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from prefwrap.preference_loss import preference_log_probs, preference_loss
+from prefwrap.reward.loss import preference_log_probs, preference_loss
 
 
 def test_probability_is_the_noisy_bradley_terry_formula() -> None:

@@ -9,11 +9,14 @@ so one call serves every sub-environment of a vector env.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TypeAlias
 
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import is_image_space
+
+SpaceBatch: TypeAlias = np.ndarray | dict[str, "SpaceBatch"] | tuple["SpaceBatch", ...]
+"""A batch of elements of a Gymnasium space, ``(N, ...)``: an array, or a dict/tuple of batches."""
 
 _FLAT_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
@@ -74,7 +77,7 @@ def _one_hot_rows(n: int) -> np.ndarray:
     return np.eye(n, dtype=np.float32)
 
 
-def flatten_batch(space: spaces.Space, batch: Any) -> np.ndarray:
+def flatten_batch(space: spaces.Space, batch: SpaceBatch) -> np.ndarray:
     """Flatten a batch of elements of ``space`` into float32 features of shape ``(N, feature_dim)``.
 
     Box actions are clipped to finite bounds, as the environment applies them.
@@ -99,7 +102,7 @@ def flatten_batch(space: spaces.Space, batch: Any) -> np.ndarray:
     raise TypeError(f"unsupported space {space!r}")
 
 
-def add_batch_axis(space: spaces.Space, element: Any) -> Any:
+def add_batch_axis(space: spaces.Space, element: object) -> SpaceBatch:
     """Turn one element of ``space`` into a batch of one (for single-env wrappers)."""
     if isinstance(space, spaces.Dict):
         return {key: add_batch_axis(sub, element[key]) for key, sub in space.spaces.items()}
@@ -140,7 +143,7 @@ class InputEncoder:
             else None
         )
 
-    def observations(self, batch: Any) -> np.ndarray:
+    def observations(self, batch: SpaceBatch) -> np.ndarray:
         """Observation batch -> ``(N, *observation_shape)`` (float32 features or uint8 images)."""
         if self.image_observations:
             images = np.asarray(batch)
@@ -149,7 +152,7 @@ class InputEncoder:
             return images
         return flatten_batch(self.observation_space, batch)
 
-    def actions(self, batch: Any) -> np.ndarray:
+    def actions(self, batch: SpaceBatch) -> np.ndarray:
         """Action batch -> ``(N, action_dim)`` float32 features (Box actions clipped to bounds)."""
         if not self.use_actions:
             first = (

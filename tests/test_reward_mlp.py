@@ -1,4 +1,4 @@
-"""Tests for prefwrap.reward_model: the stacked ensemble equals independent members, numpy snapshot."""
+"""Tests for prefwrap.reward.mlp: the stacked ensemble equals independent members, numpy snapshot."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from prefwrap.reward_model import EnsembleLinear, MlpRewardEnsemble
+from prefwrap.reward.mlp import EnsembleLinear, MlpRewardEnsemble
 
 
 def test_ensemble_linear_is_one_independent_layer_per_member() -> None:

@@ -1,12 +1,16 @@
-"""Frames and videos: evaluation videos as MP4 (H.264 through imageio-ffmpeg) or GIF when ffmpeg is
-unavailable, and :class:`SmallRender` for clip-sized renders."""
+"""Writing frames as video, and :class:`SmallRender` for clip-sized renders.
+
+:class:`VideoWriter` is prefwrap's one video writer: the CLI's evaluation videos and the clips
+:func:`~prefwrap.oracles.export.export_queries` writes for annotation tools both go through it. MP4 is
+H.264 through imageio-ffmpeg; GIF is the fallback when ffmpeg is unavailable, or the format asked for.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -15,15 +19,24 @@ logger = logging.getLogger(__name__)
 
 
 class VideoWriter:
-    """Streams RGB frames to ``<stem>.mp4``; falls back to ``<stem>.gif`` if the MP4 writer fails.
+    """Streams RGB frames to ``<stem>.mp4`` (or ``<stem>.gif``); an MP4 that fails becomes a GIF.
 
-    MP4 frames are written as they arrive (long MuJoCo episodes do not sit in memory); the GIF
-    fallback keeps every ``gif_stride``-th frame in memory until :meth:`close`.
+    MP4 frames are written as they arrive (long MuJoCo episodes do not sit in memory); a GIF keeps
+    every ``gif_stride``-th frame in memory until :meth:`close`. H.264 with yuv420p needs even sizes,
+    so odd heights and widths get one black row or column rather than an ffmpeg resize.
 
     Args:
         stem: Output path without suffix, e.g. ``run/videos/policy``.
         fps: Playback frame rate.
-        gif_stride: Keep one frame in this many for the GIF fallback (GIFs get large fast).
+        fmt: ``"mp4"`` (a GIF if encoding fails: see :attr:`path`) or ``"gif"`` (looping).
+        gif_stride: Keep one frame in this many in a GIF (GIFs get large fast); 1 keeps all.
+
+    Attributes:
+        path: The file written, set by :meth:`close` (``None`` before, or when no frame was added).
+        n_frames: Frames added so far.
+
+    Raises:
+        ValueError: ``fps`` is not positive or ``fmt`` is not ``"mp4"`` or ``"gif"``.
 
     Example:
         >>> import tempfile, pathlib
@@ -34,11 +47,16 @@ class VideoWriter:
         True
     """
 
-    def __init__(self, stem: str | Path, fps: float, *, gif_stride: int = 2) -> None:
+    def __init__(
+        self, stem: str | Path, fps: float, *, fmt: Literal["mp4", "gif"] = "mp4", gif_stride: int = 2
+    ) -> None:
         if not fps > 0:
             raise ValueError(f"fps must be > 0, got {fps}")
+        if fmt not in ("mp4", "gif"):
+            raise ValueError(f"fmt must be 'mp4' or 'gif', got {fmt!r}")
         self.stem = Path(stem)
         self.fps = float(fps)
+        self.fmt = fmt
         self.gif_stride = max(1, int(gif_stride))
         self.path: Path | None = None
         self.n_frames = 0
@@ -46,13 +64,13 @@ class VideoWriter:
         self._gif_frames: list[np.ndarray] | None = None
 
     def add(self, frame: np.ndarray) -> None:
-        """Append one ``(height, width, 3)`` uint8 frame."""
-        frame = _even(np.asarray(frame, dtype=np.uint8)[..., :3])
+        """Append one ``(height, width, 3)`` uint8 frame (a 4th, alpha channel is dropped)."""
+        frame = np.asarray(frame, dtype=np.uint8)[..., :3]
         if self._writer is None and self._gif_frames is None:
             self._open()
         if self._writer is not None:
             try:
-                self._writer.append_data(frame)
+                self._writer.append_data(_even(frame))
             except Exception as error:  # any encoder failure: fall back to a GIF
                 logger.warning("MP4 encoding failed (%s); writing a GIF instead", error)
                 self._close_mp4(delete=True)
@@ -62,10 +80,10 @@ class VideoWriter:
         self.n_frames += 1
 
     def close(self) -> Path | None:
-        """Finish the file; returns its path, or ``None`` if no frame was added."""
+        """Finish the file; returns its path, or ``None`` if no frame was added or the MP4 failed."""
         if self._writer is not None:
-            self._close_mp4(delete=False)
-            self.path = self.stem.with_suffix(".mp4")
+            if self._close_mp4(delete=False):
+                self.path = self.stem.with_suffix(".mp4")
         elif self._gif_frames:
             import imageio.v2 as imageio
 
@@ -83,6 +101,9 @@ class VideoWriter:
 
     def _open(self) -> None:
         self.stem.parent.mkdir(parents=True, exist_ok=True)
+        if self.fmt == "gif":
+            self._gif_frames = []
+            return
         try:
             import imageio.v2 as imageio
 
@@ -99,18 +120,21 @@ class VideoWriter:
             self._writer = None
             self._gif_frames = []
 
-    def _close_mp4(self, *, delete: bool) -> None:
+    def _close_mp4(self, *, delete: bool) -> bool:
+        """Finish (or ``delete``) the MP4; False when finishing failed and the broken file was deleted."""
         try:
             self._writer.close()
-        except Exception:
+        except Exception as error:  # a truncated MP4 is worse than none
+            logger.warning("MP4 encoding failed (%s); no video written", error)
             delete = True
         self._writer = None
         if delete:
             self.stem.with_suffix(".mp4").unlink(missing_ok=True)
+        return not delete
 
 
 def _even(frame: np.ndarray) -> np.ndarray:
-    """Pad odd heights/widths by one black row/column (H.264 with yuv420p needs even sizes)."""
+    """Pad odd heights/widths of a ``(height, width, 3)`` frame by one black row/column."""
     height, width = frame.shape[:2]
     if height % 2 == 0 and width % 2 == 0:
         return frame

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from prefwrap.records import Preference, Query, Segment
+from prefwrap.clips.frames import clip_frames
+from prefwrap.records import Preference, Query
 
 if TYPE_CHECKING:
     import pygame
@@ -49,14 +50,13 @@ _ANSWER_TEXT = {
     Preference.SKIP: "SKIP (can't tell)",
 }
 
-_MISSING_FRAMES_HINT = (
-    "a human labeler has to see the clips: record rendered frames with "
-    "PreferenceRewardWrapper(..., record_frames=True)"
-)
-
 
 def import_pygame() -> Any:
-    """Import pygame, or fail with the pip extra that installs it."""
+    """Import pygame, or fail with the pip extra that installs it.
+
+    Raises:
+        ImportError: pygame is not installed (the message names ``prefwrap[human]``).
+    """
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     # By default SDL turns SIGTERM (and SIGINT, where Python does not handle it) into a window-close
     # event, which would merely pause labeling; `kill` must stop a training run instead.
@@ -70,52 +70,10 @@ def import_pygame() -> Any:
     return pygame
 
 
-def clip_frames(segment: Segment) -> np.ndarray:
-    """Return the images a human sees for ``segment``, padding steps dropped.
-
-    Uses ``segment.frames`` when recorded, else uint8 image observations (channel-last or
-    channel-first); grayscale and stacked frames show their last channel (the newest frame), a
-    stack of RGB frames (channels a multiple of 3) its last RGB frame.
-
-    Args:
-        segment: The segment to show.
-
-    Returns:
-        RGB frames, shape ``(length, height, width, 3)``, uint8.
-
-    Raises:
-        ValueError: If the segment has neither frames nor image observations, or is empty.
-    """
-    if segment.length < 1:
-        raise ValueError(f"Segment {segment.segment_id} has length {segment.length}; nothing to show.")
-    if segment.frames is not None:
-        frames = np.asarray(segment.frames)
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] not in (3, 4):
-            raise ValueError(
-                f"Segment {segment.segment_id} frames must be uint8 of shape (H, height, width, 3), "
-                f"got {frames.dtype} {frames.shape}."
-            )
-        return frames[: segment.length, :, :, :3]
-    obs = np.asarray(segment.observations)
-    if obs.dtype != np.uint8 or obs.ndim not in (3, 4):
-        raise ValueError(
-            f"Segment {segment.segment_id} has no frames and its observations are not images "
-            f"({obs.dtype} {obs.shape}); {_MISSING_FRAMES_HINT}."
-        )
-    obs = obs[: segment.length]
-    if obs.ndim == 3:  # (T, h, w) grayscale
-        return np.repeat(obs[..., None], 3, axis=-1)
-    a, b, c = obs.shape[1:]
-    if a < min(b, c):  # channel-first (T, c, h, w), as after VecTransposeImage
-        obs = obs.transpose(0, 2, 3, 1)
-    n_channels = obs.shape[-1]
-    if n_channels % 3 == 0:
-        return np.ascontiguousarray(obs[..., -3:])
-    return np.repeat(obs[..., -1:], 3, axis=-1)
-
-
 class LabelingWindow:
     """A pygame window that shows a query's two clips side by side and returns the labeler's answer.
+
+    Each clip is :func:`~prefwrap.clips.frames.clip_frames` of its segment.
 
     The window opens on the first :meth:`ask` and is sized to the clips: frames are scaled up by an
     integer factor so that each clip is at least :data:`MIN_CLIP_WIDTH` px wide, unless ``scale``
@@ -142,6 +100,11 @@ class LabelingWindow:
         query: The query on screen (``None`` on a message screen or when closed).
         frame_index: The frame both clips show, in ``[0, max(left length, right length))``.
         last_answer: The latest answer given in this window, shown in its header.
+
+    Raises:
+        ValueError: ``fps`` is not positive, ``scale`` is not a positive integer or ``None``, or
+            ``window_size`` is not a ``(width, height)`` pair of at least 200 px.
+        ImportError: pygame is not installed.
 
     Example:
         >>> window = LabelingWindow(fps=20)  # doctest: +SKIP
@@ -204,8 +167,12 @@ class LabelingWindow:
         Returns:
             The answer, or ``None`` if the labeler paused (Esc or closed the window); the window is
             then closed, and the next call opens it again.
+
+        Raises:
+            ValueError: A segment cannot be shown (see :func:`~prefwrap.clips.frames.clip_frames`).
         """
-        left, right = clip_frames(query.left), clip_frames(query.right)
+        left = clip_frames(query.left, query_id=query.query_id)
+        right = clip_frames(query.right, query_id=query.query_id)
         self._ensure_open(left.shape[1:3], right.shape[1:3])
         pg = self.pg
         if self.event_source is None:

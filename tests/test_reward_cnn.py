@@ -1,4 +1,4 @@
-"""Tests for prefwrap.cnn_reward_model: shapes, layouts, one batched forward, train/eval, bad input."""
+"""Tests for prefwrap.reward.cnn: shapes, layouts, one batched forward, train/eval, bad input."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import prefwrap.cnn_reward_model as cnn
-from prefwrap.cnn_reward_model import CnnRewardEnsemble, image_channels_first
-from prefwrap.learned_reward import LearnedReward
-from prefwrap.preference_dataset import PreferenceDataset
+import prefwrap.reward.cnn as cnn
+from prefwrap.env_utils import image_channels_first
 from prefwrap.records import Preference, Query, Segment
-from prefwrap.reward_fitting import RewardFitter
+from prefwrap.reward.cnn import CnnRewardEnsemble
+from prefwrap.reward.dataset import PreferenceDataset
+from prefwrap.reward.fitting import RewardFitter
+from prefwrap.reward.learned import LearnedReward
 
 LAST = spaces.Box(0, 255, (84, 84, 4), np.uint8)
 FIRST = spaces.Box(0, 255, (4, 84, 84), np.uint8)

@@ -16,12 +16,21 @@ from gymnasium import spaces
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 
-from prefwrap.reward_model import MlpRewardEnsemble
-from prefwrap.spaces import InputEncoder
+from prefwrap.encoding import InputEncoder, SpaceBatch
+from prefwrap.reward.mlp import MlpRewardEnsemble
 
 _FORMAT_VERSION = 1
 IMAGE_REWARD_STD = 0.05  # the paper normalises Atari rewards to this standard deviation
 FAST_PATH_MAX_BATCH = 256  # above this, torch's batched kernels beat the numpy snapshot
+PREDICTION_CHUNK_STEPS = 8192
+"""Steps per forward pass when predicting many steps without gradients (normalisation refresh, replay
+buffer relabelling, scoring candidate segments): bounds the memory of rebuilt image stacks to a few
+hundred MB. The CNN splits further into its own ``INFERENCE_CHUNK`` images."""
+
+
+def step_chunks(n_steps: int, chunk_steps: int = PREDICTION_CHUNK_STEPS) -> list[slice]:
+    """Consecutive slices covering ``range(n_steps)``, each at most ``chunk_steps`` long."""
+    return [slice(start, start + chunk_steps) for start in range(0, n_steps, max(1, chunk_steps))]
 
 
 class LearnedReward:
@@ -69,7 +78,7 @@ class LearnedReward:
 
     def _build_model(self) -> nn.Module:
         if self.encoder.image_observations:
-            from prefwrap.cnn_reward_model import CnnRewardEnsemble
+            from prefwrap.reward.cnn import CnnRewardEnsemble
 
             return CnnRewardEnsemble(
                 self.encoder.observation_space,
@@ -107,7 +116,7 @@ class LearnedReward:
             raw = self.member_rewards(observation_features, action_features).mean(dim=0).cpu().numpy()
         return self.normalize(raw)
 
-    def predict(self, observations: Any, actions: Any) -> np.ndarray:
+    def predict(self, observations: SpaceBatch, actions: SpaceBatch) -> np.ndarray:
         """Normalised learned reward ``(N,)`` for raw batches as a vector env returns/receives them."""
         return self.predict_features(self.encoder.observations(observations), self.encoder.actions(actions))
 
@@ -125,8 +134,7 @@ class LearnedReward:
         self.fitted = True
         self._snapshot()
         raw = []
-        for start in range(0, len(action_features), 65536):
-            chunk = slice(start, start + 65536)
+        for chunk in step_chunks(len(action_features)):
             raw.append(
                 self.member_rewards(observation_features[chunk], action_features[chunk])
                 .mean(dim=0)

@@ -1,0 +1,401 @@
+"""The :class:`PreferenceStore`: segments, queries and labels of one run in one SQLite file."""
+
+from __future__ import annotations
+
+import operator
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from prefwrap.records import Label, Preference, Query, Segment
+from prefwrap.store import schema
+from prefwrap.store.codec import SegmentRow, decode_array, decode_frames, encode_segment
+from prefwrap.store.errors import AlreadyLabeledError, StoreError, UnknownQueryError, UnknownSegmentError
+
+__all__ = ["PreferenceStore"]
+
+
+class PreferenceStore:
+    """Segments, queries and labels of one run, kept in a SQLite file that survives crashes.
+
+    Writes are one transaction each (one commit per label); a label is on disk when
+    :meth:`add_label` returns. Ids are the caller's: use :meth:`next_segment_id` and
+    :meth:`next_query_id` when resuming so that ids continue. Use one store per thread and per process.
+
+    Every method raises :class:`~prefwrap.store.StoreError` once the store is closed, and every write
+    raises ``sqlite3.OperationalError`` ("database is locked") if another process holds the write
+    lock for longer than 30 s.
+
+    Example:
+        >>> import numpy as np
+        >>> from prefwrap.records import Preference, Query, Segment
+        >>> def seg(i):
+        ...     return Segment(i, np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32),
+        ...                    np.full(4, i, np.float32), length=4)
+        >>> with PreferenceStore(":memory:") as store:
+        ...     store.add_queries([Query(0, seg(0), seg(1))])
+        ...     label = store.add_label(0, Preference.RIGHT, labeler="alice")
+        ...     [q.query_id for q in store.pending_queries()], store.n_labels(), store.has_label(0)
+        ([], 1, True)
+
+    Attributes:
+        path: The database file, or ``None`` for an in-memory store.
+        SCHEMA_VERSION: The schema version this prefwrap writes (and the newest it reads).
+    """
+
+    SCHEMA_VERSION: int = schema.SCHEMA_VERSION
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open the store at ``path``, creating the file (and its parent directory) if needed.
+
+        Args:
+            path: Database file, or ``":memory:"`` for a throwaway store (tests).
+
+        Raises:
+            StoreError: The file is not a SQLite database, belongs to another application, has a
+                newer schema than this prefwrap knows, or cannot be opened in WAL mode.
+            OSError: The parent directory cannot be created.
+        """
+        if os.fspath(path) == schema.MEMORY:
+            self.path: Path | None = None
+            target = schema.MEMORY
+        else:
+            self.path = Path(path).expanduser()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(self.path)
+        self._conn: sqlite3.Connection | None = schema.connect(target)
+
+    # ------------------------------------------------------------------ segments
+
+    def add_segments(self, segments: Sequence[Segment]) -> None:
+        """Store segments in one transaction; re-adding an already stored ``segment_id`` is a no-op.
+
+        Raises:
+            ValueError: An array holds Python objects (the store never pickles), the arrays disagree
+                on the horizon, or a stored segment with the same id has different content.
+            TypeError: An id, ``length``, ``env_index`` or ``timestep`` is not an integer.
+            StoreError: The store is closed.
+        """
+        rows = [encode_segment(segment) for segment in segments]  # validate before writing
+        with self._write() as conn:
+            for row in rows:
+                _insert_segment(conn, row)
+
+    def segment(self, segment_id: int, *, with_frames: bool = True) -> Segment:
+        """Load one segment.
+
+        Args:
+            segment_id: Its id.
+            with_frames: Also load its rendered frames (if it has any); ``False`` skips that read.
+
+        Raises:
+            UnknownSegmentError: No segment with this id (a ``KeyError``).
+            TypeError: ``segment_id`` is not an integer.
+            StoreError: A stored array is not plain ``.npy``, or the store is closed.
+        """
+        segment_id = operator.index(segment_id)
+        frames_column = "f.frames" if with_frames else "NULL"
+        row = self._fetch_one(
+            "SELECT s.segment_id, s.length, s.env_index, s.timestep, s.observations, s.actions, "
+            f"s.true_rewards, {frames_column} FROM segments AS s "
+            "LEFT JOIN segment_frames AS f ON f.segment_id = s.segment_id WHERE s.segment_id = ?",
+            (segment_id,),
+        )
+        if row is None:
+            raise UnknownSegmentError(f"segment {segment_id} is not in the preference store {self._where}")
+        sid, length, env_index, timestep, obs, actions, rewards, frames = row
+        return Segment(
+            segment_id=sid,
+            observations=decode_array(obs, f"segments.observations of segment {sid}"),
+            actions=decode_array(actions, f"segments.actions of segment {sid}"),
+            true_rewards=decode_array(rewards, f"segments.true_rewards of segment {sid}"),
+            length=length,
+            frames=None if frames is None else decode_frames(frames, f"segment_frames of segment {sid}"),
+            env_index=env_index,
+            timestep=timestep,
+        )
+
+    def next_segment_id(self) -> int:
+        """Largest stored ``segment_id`` plus one (0 for an empty store), so ids continue on resume.
+
+        Raises:
+            StoreError: The store is closed.
+        """
+        return self._count("SELECT COALESCE(MAX(segment_id) + 1, 0) FROM segments")
+
+    # ------------------------------------------------------------------ queries
+
+    def add_queries(self, queries: Sequence[Query]) -> None:
+        """Store queries (pending) and any of their segments not stored yet, in one transaction.
+
+        Re-adding a stored ``query_id`` with the same two segments is a no-op.
+
+        Raises:
+            ValueError: As :meth:`add_segments`, or a stored query with the same id compares other
+                segments.
+            TypeError: As :meth:`add_segments`, or a ``query_id`` is not an integer.
+            StoreError: The store is closed.
+        """
+        rows = []
+        seen: dict[int, Segment] = {}
+        for query in queries:
+            for segment in (query.left, query.right):
+                if seen.get(segment.segment_id) is not segment:  # encode each segment object once
+                    seen[segment.segment_id] = segment
+                    rows.append(encode_segment(segment))
+        now = time.time()
+        with self._write() as conn:
+            for row in rows:
+                _insert_segment(conn, row)
+            for query in queries:
+                query_id = operator.index(query.query_id)
+                pair = (int(query.left.segment_id), int(query.right.segment_id))
+                stored = conn.execute(
+                    "SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,)
+                ).fetchone()
+                if stored is None:
+                    conn.execute(
+                        "INSERT INTO queries (query_id, left_id, right_id, created_at) VALUES (?, ?, ?, ?)",
+                        (query_id, *pair, now),
+                    )
+                elif tuple(stored) != pair:
+                    raise ValueError(
+                        f"query {query_id} is already stored comparing segments {tuple(stored)}, "
+                        f"not {pair}; query ids must be unique within a run (see next_query_id())"
+                    )
+
+    def query(self, query_id: int, *, with_frames: bool = True) -> Query:
+        """Load one query with both segments (frames too unless ``with_frames=False``).
+
+        Raises:
+            UnknownQueryError: No query with this id (a ``KeyError``).
+            TypeError: ``query_id`` is not an integer.
+            StoreError: A stored array is not plain ``.npy``, or the store is closed.
+        """
+        query_id = operator.index(query_id)
+        row = self._fetch_one("SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,))
+        if row is None:
+            raise UnknownQueryError(f"query {query_id} is not in the preference store {self._where}")
+        left = self.segment(row[0], with_frames=with_frames)
+        right = left if row[1] == row[0] else self.segment(row[1], with_frames=with_frames)
+        return Query(query_id, left, right)
+
+    def pending_queries(self, *, with_frames: bool = True) -> list[Query]:
+        """Queries that have no label yet, oldest (lowest ``query_id``) first.
+
+        Raises:
+            StoreError: A stored array is not plain ``.npy``, or the store is closed.
+        """
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT q.query_id FROM queries AS q WHERE NOT EXISTS "
+                "(SELECT 1 FROM labels AS l WHERE l.query_id = q.query_id) ORDER BY q.query_id"
+            )
+            .fetchall()
+        )
+        return [self.query(query_id, with_frames=with_frames) for (query_id,) in rows]
+
+    def next_query_id(self) -> int:
+        """Largest stored ``query_id`` plus one (0 for an empty store), so ids continue on resume.
+
+        Raises:
+            StoreError: The store is closed.
+        """
+        return self._count("SELECT COALESCE(MAX(query_id) + 1, 0) FROM queries")
+
+    # ------------------------------------------------------------------ labels
+
+    def add_label(self, query_id: int, preference: Preference, labeler: str) -> Label:
+        """Record the answer to a pending query; it is committed to disk before this returns.
+
+        Args:
+            query_id: A stored, not yet labeled query.
+            preference: The answer (``SKIP`` is stored too: the query is answered, not pending).
+            labeler: Who answered, e.g. ``"human:alice"`` or ``"synthetic"``.
+
+        Returns:
+            The stored label, with its query's segment ids and its ``created_at`` (Unix time, s).
+
+        Raises:
+            UnknownQueryError: The query is not in the store (a ``ValueError``).
+            AlreadyLabeledError: The query is labeled already (labels are never overwritten).
+            ValueError: ``preference`` is not a :class:`~prefwrap.records.Preference` (or its value).
+            TypeError: ``query_id`` is not an integer, or ``labeler`` is not a str.
+            StoreError: The store is closed.
+        """
+        query_id = operator.index(query_id)
+        preference = Preference(preference)
+        if not isinstance(labeler, str):
+            raise TypeError(f"labeler must be a str, got {type(labeler).__name__}")
+        created_at = time.time()
+        with self._write() as conn:
+            pair = conn.execute(
+                "SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,)
+            ).fetchone()
+            if pair is None:
+                raise UnknownQueryError(f"cannot label query {query_id}: it is not in the store {self._where}")
+            existing = conn.execute(
+                "SELECT preference, labeler FROM labels WHERE query_id = ?", (query_id,)
+            ).fetchone()
+            if existing is not None:
+                raise AlreadyLabeledError(
+                    f"query {query_id} is already labeled ({existing[0]!r} by {existing[1]!r}); "
+                    "labels are never overwritten"
+                )
+            # seq is the arrival index; the IMMEDIATE transaction makes MAX + 1 race-free across processes.
+            conn.execute(
+                "INSERT INTO labels (seq, query_id, preference, labeler, created_at) "
+                "VALUES ((SELECT COALESCE(MAX(seq) + 1, 0) FROM labels), ?, ?, ?, ?)",
+                (query_id, preference.value, labeler, created_at),
+            )
+        return Label(query_id, pair[0], pair[1], preference, labeler, created_at)
+
+    def has_label(self, query_id: int) -> bool:
+        """Whether query ``query_id`` has been answered (a skip counts); ``False`` for an unknown id.
+
+        One lookup in the index of ``labels.query_id``, whatever the number of labels.
+
+        Raises:
+            TypeError: ``query_id`` is not an integer.
+            StoreError: The store is closed.
+        """
+        row = self._fetch_one("SELECT 1 FROM labels WHERE query_id = ?", (operator.index(query_id),))
+        return row is not None
+
+    def labels(self, after: int = 0) -> list[Label]:
+        """Labels in arrival order, skipping the first ``after`` (those a poller has already seen).
+
+        ``store.labels(after=n)`` equals ``store.labels()[n:]`` but reads only the new rows, so a
+        trainer can poll for labels written by another process cheaply.
+
+        Raises:
+            ValueError: ``after`` is negative.
+            TypeError: ``after`` is not an integer.
+            StoreError: The store is closed.
+        """
+        after = operator.index(after)
+        if after < 0:
+            raise ValueError(f"after must be >= 0 (the number of labels already seen), got {after}")
+        rows = self._connection().execute(
+            "SELECT l.query_id, q.left_id, q.right_id, l.preference, l.labeler, l.created_at "
+            "FROM labels AS l JOIN queries AS q ON q.query_id = l.query_id WHERE l.seq >= ? ORDER BY l.seq",
+            (after,),
+        )
+        return [
+            Label(query_id, left_id, right_id, Preference(value), labeler, created_at)
+            for query_id, left_id, right_id, value, labeler, created_at in rows
+        ]
+
+    def n_labels(self) -> int:
+        """Number of stored labels (``SKIP`` answers included).
+
+        Raises:
+            StoreError: The store is closed.
+        """
+        return self._count("SELECT COUNT(*) FROM labels")
+
+    # ------------------------------------------------------------------ metadata
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """Value stored under ``key`` in the ``meta`` table, or ``default``.
+
+        Raises:
+            StoreError: The store is closed.
+        """
+        row = self._fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store run metadata (e.g. the env id); ``schema_version`` is reserved.
+
+        Raises:
+            TypeError: ``key`` or ``value`` is not a str.
+            ValueError: ``key`` is ``"schema_version"``.
+            StoreError: The store is closed.
+        """
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"meta keys and values are str, got {type(key).__name__}: {type(value).__name__}")
+        if key == "schema_version":
+            raise ValueError("'schema_version' is managed by the store and cannot be set")
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the connection; idempotent and never raises. Every write is already committed."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> PreferenceStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PreferenceStore({self._where!r})"
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def _where(self) -> str:
+        return schema.MEMORY if self.path is None else str(self.path)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the preference store {self._where} is closed")
+        return self._conn
+
+    def _fetch_one(self, sql: str, parameters: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
+        return self._connection().execute(sql, parameters).fetchone()
+
+    def _count(self, sql: str) -> int:
+        (value,) = self._connection().execute(sql).fetchone()
+        return int(value)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connection()
+        with schema.transaction(conn):
+            yield conn
+
+
+def _insert_segment(conn: sqlite3.Connection, row: SegmentRow) -> None:
+    """Insert one encoded segment, or check that the stored one with its id is the same.
+
+    Raises:
+        ValueError: A stored segment with this id has different content.
+    """
+    stored = conn.execute(
+        "SELECT length, env_index, timestep, observations, actions, true_rewards FROM segments WHERE segment_id = ?",
+        (row.segment_id,),
+    ).fetchone()
+    if stored is None:
+        conn.execute(
+            "INSERT INTO segments (segment_id, length, env_index, timestep, observations, actions, "
+            "true_rewards) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row.segment_id, *row.core),
+        )
+        if row.frames is not None:
+            conn.execute(
+                "INSERT INTO segment_frames (segment_id, frames) VALUES (?, ?)", (row.segment_id, row.frames)
+            )
+    elif tuple(stored) != row.core:
+        # Frames are not compared: a caller may drop them from memory once they were stored.
+        raise ValueError(
+            f"segment {row.segment_id} is already stored with different content; segment ids must "
+            "be unique within a run (when resuming, continue from next_segment_id())"
+        )
