@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
-from prefwrap.env_utils import find_preference_wrapper
+from prefwrap.env_utils import check_layers_above, find_preference_wrapper
 from prefwrap.learner import PreferenceLearner
 from prefwrap.oracles.base import Oracle
 from prefwrap.relabel import relabel_replay_buffer
 from prefwrap.store import PreferenceStore
-from prefwrap.wrapper import PreferenceRewardWrapper
+from prefwrap.wrapper import HER_REFUSAL, PreferenceRewardWrapper
 
 
 class PreferenceCallback(BaseCallback):
@@ -36,9 +38,21 @@ class PreferenceCallback(BaseCallback):
         store: Path of the durable preference store (sqlite; resumed if it exists), a
             :class:`PreferenceStore`, or ``None`` for an in-memory store.
         relabel: Relabel the replay buffer after each refit (off-policy algorithms cannot learn without it).
+        total_timesteps: Length of the whole run in env steps, which the label schedule spreads the
+            budget over. ``None``: what ``learn(total_timesteps)`` says, which is only the current chunk
+            when you train in chunks (``learn(..., reset_num_timesteps=False)`` in a loop): give the
+            overall length then, or the whole budget is asked in the first chunk.
         verbose: 1 prints a line per refit.
         **learner_kwargs: Passed to :class:`~prefwrap.learner.PreferenceLearner` (schedule, selection,
             query_batch_size, fit_epochs, seed, ...).
+
+    Raises:
+        TypeError: ``env`` holds no :class:`PreferenceRewardWrapper` (at construction), or the model's
+            env has none (at the start of ``learn``).
+        ValueError: ``total_timesteps < 1``; at the start of ``learn``: the model trains on another
+            wrapper, a wrapper that must sit below the preference wrapper sits above it, the model uses
+            ``HerReplayBuffer`` (its rewards would be the true reward), or ``total_labels`` exceeds the
+            segments the run records.
 
     Example:
         >>> from stable_baselines3 import PPO
@@ -59,13 +73,19 @@ class PreferenceCallback(BaseCallback):
         *,
         store: PreferenceStore | str | os.PathLike | None = None,
         relabel: bool = True,
+        total_timesteps: int | None = None,
         verbose: int = 0,
         **learner_kwargs: Any,
     ) -> None:
         super().__init__(verbose)
+        if total_timesteps is not None and total_timesteps < 1:
+            raise ValueError(
+                f"total_timesteps must be >= 1 (the whole run's env steps), got {total_timesteps}"
+            )
         self.wrapper = find_preference_wrapper(env)
         self.learner = PreferenceLearner(self.wrapper, oracle, total_labels, store=store, **learner_kwargs)
         self.relabel = relabel
+        self.total_timesteps = total_timesteps
         self._total_timesteps = 0
 
     def _init_callback(self) -> None:
@@ -81,9 +101,20 @@ class PreferenceCallback(BaseCallback):
                 "PreferenceCallback was given a different PreferenceRewardWrapper than the one the model "
                 "trains on: pass the same wrapped env to the model and to the callback."
             )
+        check_layers_above(self.model.get_env(), self.wrapper)
+        if isinstance(getattr(self.model, "replay_buffer", None), HerReplayBuffer):
+            raise ValueError(HER_REFUSAL)
 
     def _on_training_start(self) -> None:
-        self._total_timesteps = int(self.model._total_timesteps)
+        # SB3's _total_timesteps is this learn() call's end; an explicit total_timesteps spans the chunks
+        self._total_timesteps = self.total_timesteps or int(self.model._total_timesteps)
+        if self.total_timesteps is None and self.model.num_timesteps > 0:
+            warnings.warn(
+                "learn() continues a run (num_timesteps > 0) and PreferenceCallback has no "
+                "total_timesteps: the label schedule takes this call's end as the run's end. Pass "
+                "PreferenceCallback(..., total_timesteps=<whole run>) when training in chunks.",
+                stacklevel=2,
+            )
         expected_segments = self._total_timesteps / self.wrapper.segment_length
         if self.learner.total_labels > expected_segments:
             raise ValueError(

@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING, TypeVar
 import gymnasium as gym
 from gymnasium import spaces
 from gymnasium.wrappers import FrameStackObservation
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
+    VecCheckNan,
     VecEnv,
     VecEnvWrapper,
     VecFrameStack,
+    VecNormalize,
+    VecVideoRecorder,
     unwrap_vec_wrapper,
 )
 
@@ -24,6 +28,14 @@ if TYPE_CHECKING:
     from prefwrap.wrapper import PreferenceRewardWrapper
 
 _T = TypeVar("_T")
+
+ALLOWED_ABOVE: tuple[type[VecEnvWrapper], ...] = (VecNormalize, VecVideoRecorder, VecCheckNan)
+"""VecEnv wrappers that may sit above the preference wrapper: they pass the learned reward and the
+observations the reward model sees through to the agent and its buffers (``VecNormalize`` hands SB3
+the original, unnormalised observations and rewards for replay buffers). Every other wrapper goes below:
+one that changes observations (``VecFrameStack``, ``VecTransposeImage``…) would make the agent's
+buffers hold observations the reward model never saw, and ``VecMonitor`` above would log the learned
+return as ``rollout/ep_rew_mean``."""
 
 
 def innermost_vec_env(venv: VecEnv) -> VecEnv:
@@ -70,6 +82,53 @@ def find_preference_wrapper(env: VecEnv | gym.Env) -> PreferenceRewardWrapper:
     raise TypeError(
         f"no PreferenceRewardWrapper found in {type(env).__name__}: wrap the env first, "
         "venv = PreferenceRewardWrapper(make_vec_env(...)), and pass venv to the model and the callback."
+    )
+
+
+def check_layers_below(venv: VecEnv) -> None:
+    """Refuse wrappers that must not sit below the preference wrapper (called when it is built).
+
+    SB3's off-policy algorithms find a ``VecNormalize`` anywhere in the stack and store its
+    ``get_original_reward()`` in the replay buffer: below the preference wrapper that is the env's
+    TRUE reward, so the agent would train on it.
+
+    Raises:
+        ValueError: A ``VecNormalize`` is below the preference wrapper.
+    """
+    if unwrap_vec_wrapper(venv, VecNormalize) is not None:
+        raise ValueError(
+            "VecNormalize is below PreferenceRewardWrapper: SB3 would store the env's true reward in "
+            "replay buffers (VecNormalize.get_original_reward). Put it above instead: "
+            "VecNormalize(PreferenceRewardWrapper(make_vec_env(...))), as rl-baselines3-zoo does."
+        )
+
+
+def check_layers_above(env: VecEnv, wrapper: VecEnv | gym.Env) -> None:
+    """Refuse wrappers above the preference ``wrapper`` in the model's ``env`` (called at training start).
+
+    VecEnv wrappers above must be in :data:`ALLOWED_ABOVE`; for a single-env wrapper (inside SB3's
+    ``DummyVecEnv``), a gymnasium ``Monitor`` above it would log the learned return as the true one.
+
+    Raises:
+        ValueError: The first offending wrapper from the outside in, named, with where it must go.
+    """
+    current: VecEnv = env
+    while current is not wrapper and isinstance(current, VecEnvWrapper):
+        if not isinstance(current, ALLOWED_ABOVE):
+            _refuse_above(type(current).__name__)
+        current = current.venv
+    if isinstance(wrapper, gym.Env) and isinstance(current, DummyVecEnv):
+        for sub_env in current.envs:
+            monitor = unwrap_env(sub_env, Monitor)
+            if monitor is not None and unwrap_env(monitor, type(wrapper)) is wrapper:
+                _refuse_above("Monitor")
+
+
+def _refuse_above(name: str) -> None:
+    allowed = ", ".join(cls.__name__ for cls in ALLOWED_ABOVE)
+    raise ValueError(
+        f"{name} is above PreferenceRewardWrapper: only {allowed} may sit above it. "
+        f"Put {name} below it: PreferenceRewardWrapper({name}(...))."
     )
 
 

@@ -69,6 +69,7 @@ class SegmentRecording:
         record_frames: bool | str,
         frame_capacity: int,
         device: str,
+        seed: int | None,
         segment_memory_mb: float,
         frame_stack: int,
         make_state_renderer: Callable[[], StateRenderer | None],
@@ -93,6 +94,7 @@ class SegmentRecording:
                 use_actions=use_actions,
                 reward_std=reward_std,
                 device=device,
+                seed=seed,
             )
         encoder = self.learned_reward.encoder
         self.segment_length = segment_length or default_segment_length(observation_space, dt)

@@ -13,14 +13,22 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.env_util import is_wrapped
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from prefwrap.clips.capture import StateRenderer
-from prefwrap.encoding import add_batch_axis
-from prefwrap.env_utils import frame_stack_of
+from prefwrap.encoding import SpaceBatch, add_batch_axis
+from prefwrap.env_utils import check_layers_below, frame_stack_of
 from prefwrap.recording import SegmentRecording
 from prefwrap.reward.learned import LearnedReward
+
+HER_REFUSAL = (
+    "HerReplayBuffer recomputes rewards with the env's compute_reward, i.e. the TRUE reward, and a "
+    "learned reward r̂(o, a) cannot be recomputed from relabelled goals: use a plain replay buffer "
+    "(the goal stays in the observation) with PreferenceRewardWrapper."
+)
 
 
 class PreferenceRewardWrapper(SegmentRecording):
@@ -59,6 +67,8 @@ class PreferenceRewardWrapper(SegmentRecording):
         frame_capacity: With ``frame_capture == "render"``, keep frames for only the newest this many
             segments (states are small: they are kept for every buffered segment).
         device: Torch device of the reward model.
+        seed: Seed of the reward ensemble's initial weights; with the callback's ``seed`` (and the
+            oracle's and the model's), a run repeats exactly on CPU. ``None``: torch's global generator.
 
     Example:
         >>> from stable_baselines3 import PPO
@@ -101,7 +111,9 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         frame_capacity: int = 128,
         device: str = "cpu",
         segment_memory_mb: float = 1024.0,
+        seed: int | None = None,
     ) -> None:
+        check_layers_below(env)
         VecEnvWrapper.__init__(self, env)
         self.metadata = dict(env.metadata)  # VecEnvWrapper keeps only render_modes; keep render_fps too
         self._setup_recording(
@@ -119,13 +131,26 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
             record_frames=record_frames,
             frame_capacity=frame_capacity,
             device=device,
+            seed=seed,
             segment_memory_mb=segment_memory_mb,
             frame_stack=frame_stack_of(env),
             make_state_renderer=lambda: StateRenderer.for_vec_env(env),
         )
-        self._last_obs: Any = None
+        self._last_obs: SpaceBatch | None = None
         self._actions: np.ndarray | None = None
         self._frames: np.ndarray | None = None
+
+    def env_method(
+        self, method_name: str, *method_args: object, indices: VecEnvIndices = None, **method_kwargs: object
+    ) -> list[object]:
+        """Call a sub-env method; ``compute_reward`` is refused (it would be the TRUE reward).
+
+        Raises:
+            RuntimeError: ``method_name == "compute_reward"``: HER's reward relabelling calls it.
+        """
+        if method_name == "compute_reward":
+            raise RuntimeError(HER_REFUSAL)
+        return self.venv.env_method(method_name, *method_args, indices=indices, **method_kwargs)
 
     def reset(self) -> VecEnvObs:
         self._last_obs = self.venv.reset()
@@ -188,8 +213,11 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         frame_capacity: int = 128,
         device: str = "cpu",
         segment_memory_mb: float = 1024.0,
+        seed: int | None = None,
     ) -> None:
-        gym.Wrapper.__init__(self, env)
+        # SB3 puts a Monitor OUTSIDE an unmonitored env it is given, where it would log the learned
+        # return as rollout/ep_rew_mean: one inside makes SB3's logs and evaluate_policy report the true one.
+        gym.Wrapper.__init__(self, env if is_wrapped(env, Monitor) else Monitor(env))
         self._setup_recording(
             env.observation_space,
             env.action_space,
@@ -205,11 +233,12 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
             record_frames=record_frames,
             frame_capacity=frame_capacity,
             device=device,
+            seed=seed,
             segment_memory_mb=segment_memory_mb,
             frame_stack=frame_stack_of(env),
             make_state_renderer=lambda: StateRenderer.for_env(env),
         )
-        self._last_obs: Any = None
+        self._last_obs: object = None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         observation, info = self.env.reset(seed=seed, options=options)

@@ -45,6 +45,8 @@ class LearnedReward:
         reward_std: Standard deviation of the normalised reward; ``None``: 1.0 for vector observations,
             0.05 for images (the paper's Atari setting).
         device: Torch device for inference and fitting.
+        seed: Seed of the ensemble's initial weights (a private generator: torch's global random
+            state is neither used nor advanced). ``None`` draws them from torch's global generator.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class LearnedReward:
         use_actions: bool = True,
         reward_std: float | None = None,
         device: str | torch.device = "cpu",
+        seed: int | None = None,
     ) -> None:
         self.encoder = InputEncoder(observation_space, action_space, use_actions)
         if reward_std is None:
@@ -70,7 +73,12 @@ class LearnedReward:
             "reward_std": reward_std,
         }
         self.device = torch.device(device)
-        self.model: nn.Module = self._build_model().to(self.device)
+        if seed is None:
+            self.model: nn.Module = self._build_model().to(self.device)
+        else:  # torch initialises layers from its global generator: fork it so the caller's is untouched
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                self.model = self._build_model().to(self.device)
         self.reward_std = reward_std
         self.statistics = RunningMeanStd(shape=())
         self.fitted = False
