@@ -278,7 +278,7 @@ def test_ppo_learns_the_true_task_from_synthetic_preferences() -> None:
 def test_ppo_reaches_near_optimal_return_from_noisy_preferences(seed: int) -> None:
     """Longer run with B-Pref's "mistake" teacher (10% of answers flipped)."""
     trained, _ = learn_go_right(
-        40_000, total_labels=200, seed=seed, oracle=SyntheticOracle.preset("mistake", seed)
+        40_000, total_labels=200, seed=seed, oracle=SyntheticOracle.teacher("mistake", seed)
     )
     optimal = 50 - 0.5 * 5
     assert trained > 0.9 * optimal, trained

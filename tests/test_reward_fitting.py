@@ -49,7 +49,7 @@ def ensemble_accuracy(model: MlpRewardEnsemble, queries: list[Query]) -> float:
     act = torch.as_tensor(np.stack([s.actions for q in queries for s in (q.left, q.right)]))
     mask = torch.ones(obs.shape[:2])
     with torch.no_grad():
-        returns = segment_returns(model, obs, act, mask).mean(0).reshape(-1, 2).numpy()
+        returns = segment_returns(model, obs, act, mask, torch.zeros(len(obs))).mean(0).reshape(-1, 2).numpy()
     truth = np.array([q.left.true_return > q.right.true_return for q in queries])
     return float(np.mean((returns[:, 0] > returns[:, 1]) == truth))
 
@@ -59,18 +59,29 @@ def test_segment_returns_ignore_padding_and_accept_per_member_inputs() -> None:
     obs, act = torch.randn(3, 5, 2), torch.randn(3, 5, 1)
     mask = torch.ones(3, 5)
     mask[1, 3:] = 0
-    returns = segment_returns(model, obs, act, mask)
+    none = torch.zeros(3)
+    returns = segment_returns(model, obs, act, mask, none)
     assert returns.shape == (2, 3)
     with torch.no_grad():
         per_step = model(obs.reshape(-1, 2), act.reshape(-1, 1)).reshape(2, 3, 5)
     torch.testing.assert_close(returns[:, 1], per_step[:, 1, :3].sum(-1))
     changed = obs.clone()
     changed[1, 3:] = 100.0  # padding content must not matter
-    torch.testing.assert_close(segment_returns(model, changed, act, mask), returns)
+    torch.testing.assert_close(segment_returns(model, changed, act, mask, none), returns)
     per_member = segment_returns(
-        model, obs.expand(2, -1, -1, -1), act.expand(2, -1, -1, -1), mask.expand(2, -1, -1)
+        model,
+        obs.expand(2, -1, -1, -1),
+        act.expand(2, -1, -1, -1),
+        mask.expand(2, -1, -1),
+        none.expand(2, -1),
     )
     torch.testing.assert_close(per_member, returns)
+    with torch.no_grad():
+        model.absorbing_reward.copy_(torch.tensor([0.5, -2.0]))
+    absorbing = torch.tensor([0.0, 2.0, 0.0])  # segment 1 terminated after 3 of its 5 steps
+    shifted = segment_returns(model, obs, act, mask, absorbing)
+    torch.testing.assert_close(shifted[:, 1], returns[:, 1] + torch.tensor([1.0, -4.0]))
+    torch.testing.assert_close(shifted[:, [0, 2]], returns[:, [0, 2]])
 
 
 def test_recovers_a_known_reward_on_fresh_pairs() -> None:

@@ -31,7 +31,10 @@ from prefwrap.store import (
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "store.md"
 SCHEMA = {
     "meta": ["key", "value"],
-    "segments": ["segment_id", "length", "env_index", "timestep", "observations", "actions", "true_rewards"],
+    "segments": [
+        *("segment_id", "length", "env_index", "timestep", "observations", "actions", "true_rewards"),
+        "terminated",
+    ],
     "segment_frames": ["segment_id", "frames"],
     "queries": ["query_id", "left_id", "right_id", "created_at"],
     "labels": ["seq", "query_id", "preference", "labeler", "created_at"],
@@ -255,9 +258,9 @@ def test_meta(store: PreferenceStore):
     store.set_meta("env_id", "Hopper-v5")
     store.set_meta("env_id", "Walker2d-v5")
     assert store.get_meta("env_id") == "Walker2d-v5"
-    assert store.get_meta("schema_version") == "2"
+    assert store.get_meta("schema_version") == "3"
     with pytest.raises(ValueError, match="schema_version"):
-        store.set_meta("schema_version", "3")
+        store.set_meta("schema_version", "4")
 
 
 # ---------------------------------------------------------------- no pickle
@@ -360,9 +363,9 @@ def test_a_newer_schema_version_is_refused(tmp_path: Path):
     path = tmp_path / "prefs.db"
     PreferenceStore(path).close()
     with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        raw.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     raw.close()
-    with pytest.raises(StoreError, match=rf"{re.escape(str(path))} has store schema version 3.*version 2"):
+    with pytest.raises(StoreError, match=rf"{re.escape(str(path))} has store schema version 4.*version 3"):
         PreferenceStore(path)
 
 
@@ -383,9 +386,28 @@ def test_frames_are_compressed_and_version_1_stores_migrate(tmp_path: Path):
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     raw.close()
     with PreferenceStore(path) as store:
-        assert store.get_meta("schema_version") == "2"
+        assert store.get_meta("schema_version") == "3"
         np.testing.assert_array_equal(store.segment(1).frames, smooth)
         assert_same_segment(store.segment(2), make_segment(2, frames=True))
+
+
+def test_terminations_are_stored_and_version_2_stores_migrate(tmp_path: Path):
+    path = tmp_path / "prefs.db"
+    ended = Segment(**{**vars(make_segment(1, horizon=8)), "length": 5, "terminated": True})
+    with PreferenceStore(path) as store:
+        store.add_segments([ended, make_segment(2)])
+        assert store.segment(1).terminated and store.segment(1).absorbing_steps == 3
+        assert not store.segment(2).terminated
+    with sqlite3.connect(path) as raw:  # what version 2 wrote: no terminated column
+        raw.execute("DELETE FROM segments WHERE segment_id = 1")
+        raw.execute("ALTER TABLE segments DROP COLUMN terminated")
+        raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    raw.close()
+    with PreferenceStore(path) as store:
+        assert store.get_meta("schema_version") == "3"
+        assert not store.segment(2).terminated
+        store.add_segments([ended])
+        assert store.segment(1).terminated
 
 
 def test_closed_store_and_other_threads_are_refused(tmp_path: Path):

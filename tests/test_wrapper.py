@@ -263,8 +263,12 @@ def test_segments_never_span_episodes_with_variable_lengths(vec: bool) -> None:
             if terminated or truncated:
                 wrapper.reset()
     assert_contiguous(wrapper, 12)
-    lengths = {s.length for s in stored_segments(wrapper)}
-    assert lengths == {3, 4}  # the 3-step episodes give masked short segments
+    segments = stored_segments(wrapper)
+    # these episodes terminate: a final segment holds the steps since the previous one, then the
+    # absorbing state (3-step episodes: 3 + 1; 5-step: 4, then 1 + 3; 7-step: 4, then 3 + 1)
+    assert {s.length for s in segments} == {1, 3, 4}
+    assert all(s.terminated for s in segments if s.length < 4)
+    assert {s.absorbing_steps for s in segments} <= {0, 1, 3}
 
 
 @pytest.mark.parametrize("vec", [True, False])

@@ -150,6 +150,7 @@ class ImageSegmentBuffer(SegmentBuffer):
         dones: np.ndarray,
         timestep: int,
         frames: np.ndarray | None = None,
+        terminated: np.ndarray | None = None,
     ) -> None:
         """Record one vector step; ``observations`` are uint8 ``(n_envs, *observation_shape)``."""
         observations = np.asarray(observations)
@@ -165,7 +166,7 @@ class ImageSegmentBuffer(SegmentBuffer):
             )
         if self.frame_stack > 1:
             self._restart_broken_stacks(self._split(observations))
-        super().add(observations, actions, true_rewards, dones, timestep, frames)
+        super().add(observations, actions, true_rewards, dones, timestep, frames, terminated)
 
     def _restart_broken_stacks(self, stacks: np.ndarray) -> None:
         """Start a new window for envs whose older frames differ from those held.

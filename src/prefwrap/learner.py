@@ -210,7 +210,10 @@ class PreferenceLearner:
         self.last_fit = self.fitter.fit(self.dataset, epochs=epochs)
         self._labels_since_fit = 0
         steps = self.wrapper.segments.valid_steps(self.normalization_segments)
-        self.wrapper.learned_reward.refresh(*(steps if len(steps[1]) else self.dataset.valid_steps()))
+        self.wrapper.learned_reward.refresh(
+            *(steps if len(steps[1]) else self.dataset.valid_steps()),
+            anchor_absorbing=bool(self.dataset.segment_tensors()["absorbing"].any()),
+        )
         return self.last_fit
 
     def _ask(self, queries: list[Query]) -> None:
@@ -301,6 +304,7 @@ class PreferenceLearner:
         model.eval()
         device = self.wrapper.learned_reward.device
         mask = valid_step_mask(segments.lengths[rows], segments.segment_length)
+        absorbing = segments.absorbing_steps(rows)
         returns = []
         # bounded memory: image stacks are rebuilt per chunk of segments
         for chunk in step_chunks(len(rows), PREDICTION_CHUNK_STEPS // segments.segment_length):
@@ -310,6 +314,7 @@ class PreferenceLearner:
                     torch.as_tensor(segments.observations_of(rows[chunk]), device=device),
                     torch.as_tensor(segments.actions[rows[chunk]], device=device),
                     torch.as_tensor(mask[chunk], dtype=torch.float32, device=device),
+                    torch.as_tensor(absorbing[chunk], dtype=torch.float32, device=device),
                 ).cpu()
             )
         return torch.cat(returns, dim=1)

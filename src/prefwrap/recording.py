@@ -142,8 +142,17 @@ class SegmentRecording:
         true_rewards: np.ndarray,
         dones: np.ndarray,
         frames: np.ndarray | None,
+        terminated: np.ndarray | None,
     ) -> tuple[np.ndarray, list[dict[str, float] | None]]:
-        """Learned rewards ``(n_envs,)`` for one vector step and per-env finished-episode summaries."""
+        """Learned rewards ``(n_envs,)`` for one vector step and per-env finished-episode summaries.
+
+        ``dones`` ``(n_envs,)``: the episode ended (terminated or truncated); ``terminated``: the subset
+        that terminated, ``None`` when none did.
+
+        Raises:
+            ValueError: A non-finite observation (vector observations) or true reward.
+            FloatingPointError: The learned reward is not finite (the reward model diverged).
+        """
         encoder = self.learned_reward.encoder
         dones = np.asarray(dones, dtype=bool)
         obs_features = encoder.observations(observations)
@@ -166,7 +175,9 @@ class SegmentRecording:
             )
         if self.training:
             self.num_timesteps += len(learned)
-            self.segments.add(obs_features, action_features, true_rewards, dones, self.num_timesteps, frames)
+            self.segments.add(
+                obs_features, action_features, true_rewards, dones, self.num_timesteps, frames, terminated
+            )
         return learned, self._track_episodes(true_rewards, learned, dones)
 
     def _track_episodes(

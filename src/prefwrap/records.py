@@ -45,10 +45,14 @@ class Segment:
         actions: Action features (Box actions flattened and clipped, discrete ones one-hot),
             shape ``(H, action_dim)``, float32.
         true_rewards: The environment's reward, shape ``(H,)``, float32.
-        length: Number of valid steps; steps ``length:`` are padding (an episode shorter than ``H``).
+        length: Number of valid steps; steps ``length:`` are padding: an episode shorter than ``H``,
+            or, when ``terminated``, the absorbing state the episode ended in.
         frames: Optional rendered frames for human labelers, shape ``(H, height, width, 3)``, uint8.
         env_index: Which sub-environment produced it.
         timestep: Global training timestep at which the segment ended.
+        terminated: The episode terminated (not truncated) at the segment's last valid step: its
+            ``H - length`` padding steps are spent in the absorbing state, worth 0 true reward and a
+            learned constant to the reward model (Kostrikov et al. 2019, "Discriminator-Actor-Critic").
     """
 
     segment_id: int
@@ -59,11 +63,17 @@ class Segment:
     frames: np.ndarray | None = None
     env_index: int = 0
     timestep: int = 0
+    terminated: bool = False
 
     @property
     def horizon(self) -> int:
         """Padded length ``H`` of the segment's arrays."""
         return int(self.true_rewards.shape[0])
+
+    @property
+    def absorbing_steps(self) -> int:
+        """Padding steps spent in the absorbing state (``H - length`` if terminated, else 0)."""
+        return self.horizon - self.length if self.terminated else 0
 
     @property
     def true_return(self) -> float:

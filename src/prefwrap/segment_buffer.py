@@ -72,6 +72,7 @@ class SegmentBuffer:
         self.segment_ids = np.full(capacity, -1, dtype=np.int64)
         self.env_indices = np.zeros(capacity, dtype=np.int64)
         self.timesteps = np.zeros(capacity, dtype=np.int64)
+        self.terminated = np.zeros(capacity, dtype=bool)
         self.frame_capacity = frame_capacity
         self.clip_renderer = clip_renderer
         self._frames: np.ndarray | None = None
@@ -93,6 +94,7 @@ class SegmentBuffer:
         dones: np.ndarray,
         timestep: int,
         frames: np.ndarray | None = None,
+        terminated: np.ndarray | None = None,
     ) -> None:
         """Record one vector step (``observations`` are those the actions were taken in).
 
@@ -104,6 +106,10 @@ class SegmentBuffer:
             timestep: Global timestep, stored with emitted segments.
             frames: Optional ``(n_envs, height, width, 3)`` uint8 renders for human labelers, or
                 ``(n_envs, state_size)`` render states with a ``clip_renderer``.
+            terminated: ``(n_envs,)`` the episode terminated here (a subset of ``dones``; the rest were
+                truncated). A terminated episode's last segment holds the steps since the previous
+                segment, padded with absorbing steps, instead of the last ``H`` steps. ``None``: no
+                episode terminated.
         """
         dones = np.asarray(dones, dtype=bool)
         column = self._episode_steps % self.segment_length
@@ -120,8 +126,9 @@ class SegmentBuffer:
         # every H steps of an episode, and at its end (column counts steps since the window started)
         emit = (column == self.segment_length - 1) | dones
         if emit.any():  # most steps emit nothing
+            ended = np.zeros(self.n_envs, bool) if terminated is None else np.asarray(terminated, bool)
             for env in np.flatnonzero(emit):
-                self._emit(int(env), timestep)
+                self._emit(int(env), timestep, bool(ended[env] and dones[env]))
             self._episode_steps[dones] = 0
 
     def discard_partial(self) -> None:
@@ -129,10 +136,12 @@ class SegmentBuffer:
         segment starts with the new episode."""
         self._episode_steps[:] = 0
 
-    def _emit(self, env: int, timestep: int) -> None:
-        """Copy env's last ``min(episode_steps, H)`` steps, in time order, into the FIFO."""
+    def _emit(self, env: int, timestep: int, terminated: bool) -> None:
+        """Copy env's last ``min(episode_steps, H)`` steps, in time order, into the FIFO; after a
+        termination only the steps since the previous segment (the rest is the absorbing state)."""
         h = self.segment_length
-        length = int(min(self._episode_steps[env], h))
+        steps = int(self._episode_steps[env])
+        length = (steps - 1) % h + 1 if terminated else min(steps, h)
         order = (np.arange(self._episode_steps[env] - length, self._episode_steps[env])) % h
         row = self._cursor
         self._emit_observations(row, env, order)
@@ -151,6 +160,7 @@ class SegmentBuffer:
         self.segment_ids[row] = self.next_segment_id
         self.env_indices[row] = env
         self.timesteps[row] = timestep
+        self.terminated[row] = terminated
         self.next_segment_id += 1
         self._cursor = (self._cursor + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
@@ -186,6 +196,7 @@ class SegmentBuffer:
             frames=self._frames_of(row),
             env_index=int(self.env_indices[row]),
             timestep=int(self.timesteps[row]),
+            terminated=bool(self.terminated[row]),
         )
 
     def _frames_of(self, row: int) -> np.ndarray | None:
@@ -212,6 +223,10 @@ class SegmentBuffer:
         rows = self.newest_rows(max_segments)
         mask = valid_step_mask(self.lengths[rows], self.segment_length)
         return self.observations_of(rows)[mask], self.actions[rows][mask]
+
+    def absorbing_steps(self, rows: np.ndarray) -> np.ndarray:
+        """Absorbing padding steps ``(len(rows),)`` of the segments at ``rows`` (see :class:`Segment`)."""
+        return np.where(self.terminated[rows], self.segment_length - self.lengths[rows], 0)
 
     def newest_rows(self, count: int | None = None) -> np.ndarray:
         """Rows of the newest ``count`` stored segments (all when ``None``), newest last."""

@@ -167,7 +167,12 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
     def step_wait(self) -> VecEnvStepReturn:
         observations, true_rewards, dones, infos = self.venv.step_wait()
         learned, finished = self._record_step(
-            self._last_obs, self._actions, np.asarray(true_rewards, dtype=np.float32), dones, self._frames
+            self._last_obs,
+            self._actions,
+            np.asarray(true_rewards, dtype=np.float32),
+            dones,
+            self._frames,
+            _terminations(dones, infos) if dones.any() else None,
         )
         for info, reward, summary in zip(
             infos, np.asarray(true_rewards, np.float64).tolist(), finished, strict=True
@@ -257,6 +262,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
             np.array([reward], dtype=np.float32),
             np.array([terminated or truncated]),
             frames,
+            np.array([terminated]) if terminated else None,
         )
         info["true_reward"] = float(reward)
         if finished[0] is not None:
@@ -275,6 +281,12 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
                 'gymnasium.make(env_id, render_mode="rgb_array")'
             )
         return frame[None].astype(np.uint8, copy=False)
+
+
+def _terminations(dones: np.ndarray, infos: list[dict[str, Any]]) -> np.ndarray:
+    """Which ``dones`` ``(n_envs,)`` are terminations: SB3 marks truncations ``TimeLimit.truncated``."""
+    truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
+    return np.asarray(dones, dtype=bool) & ~truncated
 
 
 def _vec_env_dt(venv: VecEnv) -> float | None:

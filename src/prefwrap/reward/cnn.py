@@ -124,6 +124,8 @@ class CnnRewardEnsemble(nn.Module):
                 "must be at least 43 pixels (Atari frames are resized to 84x84, e.g. by WarpFrame)."
             )
         self.n_members = n_members
+        # the reward of the absorbing state after a termination, one per member (see segment_returns)
+        self.absorbing_reward = nn.Parameter(torch.zeros(n_members))
         self.use_actions = use_actions
         self.observation_shape = shape
         self.n_filters = n_filters

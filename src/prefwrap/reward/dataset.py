@@ -86,7 +86,8 @@ class PreferenceDataset:
         return row
 
     def segment_tensors(self) -> dict[str, torch.Tensor]:
-        """All stored segments: ``observations (S, H, *obs)``, ``actions (S, H, D_a)``, ``mask (S, H)``."""
+        """All stored segments: ``observations (S, H, *obs)``, ``actions (S, H, D_a)``, ``mask (S, H)``
+        (1.0 on valid steps) and ``absorbing (S,)`` (absorbing steps after a termination), float32."""
         if self._tensors is None:
             observations = np.stack([s.observations for s in self._segments])
             actions = np.stack([s.actions for s in self._segments])
@@ -97,6 +98,7 @@ class PreferenceDataset:
                     valid_step_mask(np.array([s.length for s in self._segments]), observations.shape[1]),
                     dtype=torch.float32,
                 ),
+                "absorbing": torch.tensor([s.absorbing_steps for s in self._segments], dtype=torch.float32),
             }
             # Keep one copy of the arrays (stacked image segments are large): the stored segments
             # become views of the tensors, without the rendered frames only a labeler needs.

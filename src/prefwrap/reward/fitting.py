@@ -26,25 +26,35 @@ class FitReport:
 
 
 def segment_returns(
-    model: nn.Module, observations: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
+    model: nn.Module,
+    observations: torch.Tensor,
+    actions: torch.Tensor,
+    mask: torch.Tensor,
+    absorbing: torch.Tensor,
 ) -> torch.Tensor:
-    """Per-member predicted returns of segments.
+    """Per-member predicted returns of segments, absorbing steps included.
+
+    A segment that ends in a termination is padded with absorbing steps, each worth the model's
+    learned ``absorbing_reward`` (the absorbing-state treatment of Kostrikov et al. 2019,
+    "Discriminator-Actor-Critic", section 4.2): the labels then say what ending an episode is worth.
 
     Args:
-        model: An ensemble mapping ``(E, N, ...)`` or ``(N, ...)`` inputs to ``(E, N)`` rewards.
+        model: An ensemble mapping ``(E, N, ...)`` or ``(N, ...)`` inputs to ``(E, N)`` rewards, with
+            an ``absorbing_reward`` parameter ``(E,)``.
         observations: ``(S, H, *obs)`` shared by all members, or ``(E, S, H, *obs)`` per member.
         actions: ``(S, H, D_a)`` or ``(E, S, H, D_a)``.
         mask: ``(S, H)`` or ``(E, S, H)``; 1 for valid steps, 0 for padding.
+        absorbing: ``(S,)`` or ``(E, S)`` float count of absorbing steps per segment.
 
     Returns:
-        ``(E, S)`` sums of the predicted reward over each segment's valid steps.
+        ``(E, S)`` sums of the predicted reward over each segment's valid and absorbing steps.
     """
     lead = mask.shape  # (S, H) shared, or (E, S, H) per member
     obs = observations.reshape(*lead[:-2], -1, *observations.shape[mask.dim() :])
     act = actions.reshape(*lead[:-2], lead[-2] * lead[-1], actions.shape[-1])  # explicit: D_a may be 0
     rewards = model(obs, act)  # (E, S * H)
     rewards = rewards.reshape(rewards.shape[0], *lead[-2:])
-    return (rewards * mask).sum(dim=-1)
+    return (rewards * mask).sum(dim=-1) + absorbing * model.absorbing_reward[:, None]
 
 
 class RewardFitter:
@@ -152,7 +162,11 @@ class RewardFitter:
         left_rows, right_rows, targets = pairs
         rows = torch.stack([left_rows[batch], right_rows[batch]], dim=2).flatten(1)  # (E, 2B)
         returns = segment_returns(
-            self.model, segments["observations"][rows], segments["actions"][rows], segments["mask"][rows]
+            self.model,
+            segments["observations"][rows],
+            segments["actions"][rows],
+            segments["mask"][rows],
+            segments["absorbing"][rows],
         ).reshape(*batch.shape, 2)
         return preference_loss(returns[..., 0], returns[..., 1], targets[batch], self.noise).mean()
 
@@ -167,7 +181,9 @@ class RewardFitter:
         self.model.eval()
         segments = dataset.segment_tensors()
         left, right, targets, counts = dataset.pairs()
-        returns = segment_returns(self.model, segments["observations"], segments["actions"], segments["mask"])
+        returns = segment_returns(
+            self.model, segments["observations"], segments["actions"], segments["mask"], segments["absorbing"]
+        )
         self.model.train()
         losses = preference_loss(returns[:, left], returns[:, right], targets, self.noise)  # (E, P)
         weights = counts.T.float()  # (E, P)

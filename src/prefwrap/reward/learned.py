@@ -1,7 +1,10 @@
-"""The learned reward r̂(o, a): ensemble mean, normalised to zero mean and a fixed standard deviation.
+"""The learned reward r̂(o, a): ensemble mean, shifted and scaled to a fixed standard deviation.
 
 Statistics are refreshed explicitly (:meth:`LearnedReward.refresh`, after each refit, from recent
-steps) and applied on every prediction, so the reward scale is constant between refits.
+steps) and applied on every prediction, so the reward scale is constant between refits. The shift
+makes the mean reward of recent steps 0; once labels have shown what terminating is worth, it instead
+makes the absorbing state's reward 0, the value SB3's algorithms give every state after a termination,
+so that ending an episode means to the agent what it meant to the labeler.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from torch import nn
 from prefwrap.encoding import InputEncoder, SpaceBatch
 from prefwrap.reward.mlp import MlpRewardEnsemble
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 IMAGE_REWARD_STD = 0.05  # the paper normalises Atari rewards to this standard deviation
 FAST_PATH_MAX_BATCH = 256  # above this, torch's batched kernels beat the numpy snapshot
 PREDICTION_CHUNK_STEPS = 8192
@@ -81,6 +84,7 @@ class LearnedReward:
                 self.model = self._build_model().to(self.device)
         self.reward_std = reward_std
         self.statistics = RunningMeanStd(shape=())
+        self.offset = 0.0  # raw reward that maps to 0: the recent mean, or the absorbing reward
         self.fitted = False
         self._fast_forward: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
@@ -129,14 +133,26 @@ class LearnedReward:
         return self.predict_features(self.encoder.observations(observations), self.encoder.actions(actions))
 
     def normalize(self, raw: np.ndarray) -> np.ndarray:
-        """Apply the current statistics: zero mean, standard deviation ``reward_std``."""
+        """Raw ensemble-mean rewards ``(N,)`` -> ``(raw - offset) * reward_std / std`` (float32)."""
         scale = self.reward_std / np.sqrt(self.statistics.var + 1e-8)
-        return ((raw - self.statistics.mean) * scale).astype(np.float32)
+        return ((raw - self.offset) * scale).astype(np.float32)
 
-    def refresh(self, observation_features: np.ndarray, action_features: np.ndarray) -> None:
+    def refresh(
+        self, observation_features: np.ndarray, action_features: np.ndarray, *, anchor_absorbing: bool = False
+    ) -> None:
         """Call after the weights changed: marks the reward fitted, snapshots the weights for fast
         per-step inference, and resets the normalisation statistics to the ensemble-mean reward on the
-        given steps (``(N, *obs)``, ``(N, D_a)`` features)."""
+        given steps (``(N, *obs)``, ``(N, D_a)`` features).
+
+        Args:
+            observation_features: ``(N, *obs)`` encoded observations of recent steps.
+            action_features: ``(N, D_a)`` encoded actions of the same steps.
+            anchor_absorbing: Shift so that the absorbing state (after a termination) is worth 0,
+                instead of the mean of these steps; use it once labelled segments contain terminations.
+
+        Raises:
+            ValueError: No steps were given.
+        """
         if len(action_features) == 0:
             raise ValueError("no steps to normalise the learned reward on: record or label segments first")
         self.fitted = True
@@ -152,6 +168,8 @@ class LearnedReward:
         values = np.concatenate(raw).astype(np.float64)
         self.statistics = RunningMeanStd(shape=())
         self.statistics.update(values)
+        absorbing = float(self.model.absorbing_reward.detach().mean().cpu())
+        self.offset = absorbing if anchor_absorbing else float(self.statistics.mean)
 
     def save(self, path: str | os.PathLike) -> None:
         """Save weights, configuration and statistics (a file loadable with ``weights_only=True``)."""
@@ -166,6 +184,7 @@ class LearnedReward:
                     "mean": float(self.statistics.mean),
                     "var": float(self.statistics.var),
                     "count": float(self.statistics.count),
+                    "offset": self.offset,
                 },
                 "fitted": self.fitted,
             },
@@ -205,6 +224,7 @@ class LearnedReward:
         reward.statistics.mean = np.float64(state["statistics"]["mean"])
         reward.statistics.var = np.float64(state["statistics"]["var"])
         reward.statistics.count = state["statistics"]["count"]
+        reward.offset = float(state["statistics"]["offset"])
         reward.fitted = bool(state["fitted"])
         reward._snapshot()
         return reward

@@ -43,6 +43,10 @@ class MlpRewardEnsemble(nn.Module):
         n_members: Ensemble size.
         hidden_sizes: Hidden layer widths.
         use_actions: Reward on (observation, action) if True, on the observation alone otherwise.
+
+    Attributes:
+        absorbing_reward: ``(E,)`` learned reward of the absorbing state an episode enters when it
+            terminates (fitted from segments that end in a termination).
     """
 
     def __init__(
@@ -57,6 +61,8 @@ class MlpRewardEnsemble(nn.Module):
         if n_members < 1:
             raise ValueError(f"n_members must be >= 1, got {n_members}")
         self.n_members = n_members
+        # the reward of the absorbing state after a termination, one per member (see segment_returns)
+        self.absorbing_reward = nn.Parameter(torch.zeros(n_members))
         self.use_actions = use_actions
         in_features = observation_dim + (action_dim if use_actions else 0)
         sizes = [in_features, *hidden_sizes, 1]

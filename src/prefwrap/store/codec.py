@@ -32,13 +32,13 @@ class SegmentRow:
 
     Attributes:
         segment_id: The ``segments.segment_id`` key.
-        core: ``(length, env_index, timestep, observations, actions, true_rewards)``: the other
-            ``segments`` columns in table order, the three arrays as ``.npy`` bytes.
+        core: ``(length, env_index, timestep, observations, actions, true_rewards, terminated)``: the
+            other ``segments`` columns in table order, the three arrays as ``.npy`` bytes.
         frames: ``segment_frames.frames`` (zlib-compressed ``.npy``), or ``None`` without frames.
     """
 
     segment_id: int
-    core: tuple[int, int, int, bytes, bytes, bytes]
+    core: tuple[int, int, int, bytes, bytes, bytes, int]
     frames: bytes | None
 
 
@@ -61,12 +61,15 @@ def encode_segment(segment: Segment) -> SegmentRow:
     length = operator.index(segment.length)
     if not 0 <= length <= horizon:
         raise ValueError(f"segment {segment_id}: length must be in [0, {horizon}], got {length}")
-    blobs = [encode_array(a, f"segment {segment_id} {n}") for n, a in zip(_SEGMENT_ARRAYS, arrays, strict=True)]
+    named = zip(_SEGMENT_ARRAYS, arrays, strict=True)
+    blobs = [encode_array(array, f"segment {segment_id} {name}") for name, array in named]
     frames = None
     if segment.frames is not None:
-        frames = zlib.compress(encode_array(segment.frames, f"segment {segment_id} frames"), _FRAMES_ZLIB_LEVEL)
+        npy = encode_array(segment.frames, f"segment {segment_id} frames")
+        frames = zlib.compress(npy, _FRAMES_ZLIB_LEVEL)
     env_index, timestep = operator.index(segment.env_index), operator.index(segment.timestep)
-    return SegmentRow(segment_id, (length, env_index, timestep, blobs[0], blobs[1], blobs[2]), frames)
+    core = (length, env_index, timestep, blobs[0], blobs[1], blobs[2], int(bool(segment.terminated)))
+    return SegmentRow(segment_id, core, frames)
 
 
 def encode_array(array: np.ndarray, what: str) -> bytes:

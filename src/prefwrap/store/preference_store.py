@@ -102,13 +102,13 @@ class PreferenceStore:
         frames_column = "f.frames" if with_frames else "NULL"
         row = self._fetch_one(
             "SELECT s.segment_id, s.length, s.env_index, s.timestep, s.observations, s.actions, "
-            f"s.true_rewards, {frames_column} FROM segments AS s "
+            f"s.true_rewards, s.terminated, {frames_column} FROM segments AS s "
             "LEFT JOIN segment_frames AS f ON f.segment_id = s.segment_id WHERE s.segment_id = ?",
             (segment_id,),
         )
         if row is None:
             raise UnknownSegmentError(f"segment {segment_id} is not in the preference store {self._where}")
-        sid, length, env_index, timestep, obs, actions, rewards, frames = row
+        sid, length, env_index, timestep, obs, actions, rewards, terminated, frames = row
         return Segment(
             segment_id=sid,
             observations=decode_array(obs, f"segments.observations of segment {sid}"),
@@ -118,6 +118,7 @@ class PreferenceStore:
             frames=None if frames is None else decode_frames(frames, f"segment_frames of segment {sid}"),
             env_index=env_index,
             timestep=timestep,
+            terminated=bool(terminated),
         )
 
     def next_segment_id(self) -> int:
@@ -239,7 +240,7 @@ class PreferenceStore:
                 "SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,)
             ).fetchone()
             if pair is None:
-                raise UnknownQueryError(f"cannot label query {query_id}: it is not in the store {self._where}")
+                raise UnknownQueryError(f"cannot label query {query_id}: it is not in {self._where}")
             existing = conn.execute(
                 "SELECT preference, labeler FROM labels WHERE query_id = ?", (query_id,)
             ).fetchone()
@@ -380,13 +381,14 @@ def _insert_segment(conn: sqlite3.Connection, row: SegmentRow) -> None:
         ValueError: A stored segment with this id has different content.
     """
     stored = conn.execute(
-        "SELECT length, env_index, timestep, observations, actions, true_rewards FROM segments WHERE segment_id = ?",
+        "SELECT length, env_index, timestep, observations, actions, true_rewards, terminated "
+        "FROM segments WHERE segment_id = ?",
         (row.segment_id,),
     ).fetchone()
     if stored is None:
         conn.execute(
             "INSERT INTO segments (segment_id, length, env_index, timestep, observations, actions, "
-            "true_rewards) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "true_rewards, terminated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (row.segment_id, *row.core),
         )
         if row.frames is not None:

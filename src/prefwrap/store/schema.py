@@ -1,4 +1,4 @@
-"""The store's SQLite file: connection settings, the schema (version 2) and its migrations.
+"""The store's SQLite file: connection settings, the schema (version 3) and its migrations.
 
 The schema is part of the public interface (``docs/store.md``): other tools read the file directly,
 so a change here needs a new :data:`SCHEMA_VERSION`, a migration in ``_create_or_check`` and a
@@ -15,7 +15,7 @@ from prefwrap.store.errors import StoreError
 
 __all__ = ["MEMORY", "SCHEMA_VERSION", "connect", "transaction"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MEMORY = ":memory:"  # SQLite's name for a throwaway in-memory database
 _BUSY_TIMEOUT_MS = 30_000  # how long a writer waits for another process's write to finish
 
@@ -31,7 +31,8 @@ CREATE TABLE segments (
     timestep INTEGER NOT NULL,
     observations BLOB NOT NULL,
     actions BLOB NOT NULL,
-    true_rewards BLOB NOT NULL
+    true_rewards BLOB NOT NULL,
+    terminated INTEGER NOT NULL DEFAULT 0 CHECK (terminated IN (0, 1))
 );
 CREATE TABLE segment_frames (
     segment_id INTEGER PRIMARY KEY REFERENCES segments (segment_id),
@@ -149,7 +150,14 @@ def _create_or_check(conn: sqlite3.Connection, target: str) -> None:
             f"{target} claims schema version {version} but its tables are {sorted(tables)}; "
             f"expected {sorted(_TABLES)}"
         )
-    if int(version) == 1:  # version 2 only compresses new frames; version 1's raw .npy stay readable
+    # version 2 only compresses new frames (version 1's raw .npy stay readable); version 3 records
+    # which segments end in a termination (older segments were all stored as not terminated)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(segments)")}
+    if "terminated" not in columns:
+        conn.execute(
+            "ALTER TABLE segments ADD COLUMN terminated INTEGER NOT NULL DEFAULT 0 CHECK (terminated IN (0, 1))"
+        )
+    if int(version) < SCHEMA_VERSION:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
 
