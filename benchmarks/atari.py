@@ -83,7 +83,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import VecFrameStack
 
     from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
-    from prefwrap.cli.hyperparams import model_arguments, resolve
+    from prefwrap.cli.hyperparams import resolve
     from prefwrap.presets import atari_preset
 
     gym.register_envs(ale_py)
@@ -94,7 +94,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     env_kwargs = {"frameskip": 1}  # AtariWrapper skips 4 frames itself
     venv = make_atari_env(env_id, n_envs=params.n_envs, seed=seed, env_kwargs=env_kwargs)
     venv = VecFrameStack(venv, params.frame_stack)
-    config = model_arguments(params.model_kwargs, venv.action_space)
+    config = params.algorithm_kwargs(venv.action_space)
     callback = None
     if job["arm"] == "rlhf":
         preset = atari_preset(

@@ -305,8 +305,8 @@ def _record_step_breakdown(n_envs: int, repeats: int = 5000) -> dict[str, float]
 
 
 def _synthetic_dataset(n_labels: int, n_members: int, horizon: int, seed: int) -> Any:
-    from prefwrap.reward.dataset import PreferenceDataset
     from prefwrap.records import Preference, Query, Segment
+    from prefwrap.reward.dataset import PreferenceDataset
 
     rng = np.random.default_rng(seed)
     dataset = PreferenceDataset(n_members, seed=seed)

@@ -1,6 +1,6 @@
 """prefwrap against the imitation library's preference comparisons, side by side.
 
-Same task, same PPO settings (harness.PPO_ZOO), same agent training steps, same comparison budget,
+Same task, same PPO settings (harness.ppo_config), same agent training steps, same comparison budget,
 same seeds and the same evaluation (deterministic policy, true reward, fresh env seeds); a PPO arm
 on the true reward gives the normalised score. It reports the final true return and wall-clock of
 each library and the ratios prefwrap ÷ imitation.
@@ -176,7 +176,7 @@ def main() -> None:
         comparisons = args.comparisons or comparisons
         ppo = ppo_config(env)
         if ppo["normalize"]:
-            ppo["normalize"] = "obs"  # below both libraries' reward wrappers (see harness.PPO_ZOO)
+            ppo["normalize"] = "obs"  # below both libraries' reward wrappers (see harness.ppo_config)
         steps, iterations = aligned_steps(steps, rollout_size(ppo), args.imitation_iterations)
         plans.append((env, env_kwargs, steps, comparisons, iterations))
         for seed in args.seeds:

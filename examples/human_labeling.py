@@ -20,27 +20,19 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from prefwrap import HumanOracle, PreferenceCallback, PreferenceRewardWrapper
+from prefwrap.cli.hyperparams import resolve
 from prefwrap.oracles.labeling_window import LabelingWindow
 
 # ---- config -------------------------------------------------------------------------------------
 ENV_ID = "Pendulum-v1"
+ZOO = resolve("ppo", ENV_ID, atari=False)  # rl-baselines3-zoo's tuned values for PPO on it
 TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", 50_000))
 TOTAL_LABELS = int(os.environ.get("PREFWRAP_LABELS", 100))
-N_ENVS = int(os.environ.get("PREFWRAP_N_ENVS", 4))
+N_ENVS = int(os.environ.get("PREFWRAP_N_ENVS", ZOO.n_envs))
 SEED = 0
 EVAL_EPISODES = int(os.environ.get("PREFWRAP_EVAL_EPISODES", 10))
 OUT_DIR = "runs/human_labeling"
-PPO_KWARGS = dict(  # rl-baselines3-zoo's tuned Pendulum values
-    n_steps=1024,
-    gae_lambda=0.95,
-    gamma=0.9,
-    n_epochs=10,
-    ent_coef=0.0,
-    learning_rate=1e-3,
-    clip_range=0.2,
-    use_sde=True,
-    sde_sample_freq=4,
-)
+PPO_KWARGS = ZOO.algorithm_kwargs()  # n_steps=1024, gamma=0.9, use_sde=True, ... (ppo.yml)
 # -------------------------------------------------------------------------------------------------
 
 

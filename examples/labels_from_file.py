@@ -19,37 +19,23 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from prefwrap import FileOracle, PreferenceCallback, PreferenceRewardWrapper, PreferenceStore
+from prefwrap.cli.hyperparams import resolve
 from prefwrap.oracles.export import export_queries
 
 # ---- config -------------------------------------------------------------------------------------
 ENV_ID = "Pendulum-v1"
+ZOO = resolve("ppo", ENV_ID, atari=False)  # rl-baselines3-zoo's tuned values for PPO on it
 TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", 50_000))
 TOTAL_LABELS = int(os.environ.get("PREFWRAP_LABELS", 200))
-N_ENVS = int(os.environ.get("PREFWRAP_N_ENVS", 4))
+N_ENVS = int(os.environ.get("PREFWRAP_N_ENVS", ZOO.n_envs))
 SEED = 0
 EVAL_EPISODES = int(os.environ.get("PREFWRAP_EVAL_EPISODES", 10))
 OUT_DIR = "runs/labels_from_file"
 STORE = f"{OUT_DIR}/preferences.sqlite"
 LABELS_FILE = f"{OUT_DIR}/labels.jsonl"  # where the annotation tool writes its answers
 CLIPS_DIR = f"{OUT_DIR}/clips"  # what the annotators watch
-PPO_KWARGS = dict(  # rl-baselines3-zoo's tuned Pendulum values
-    n_steps=1024,
-    gae_lambda=0.95,
-    gamma=0.9,
-    n_epochs=10,
-    ent_coef=0.0,
-    learning_rate=1e-3,
-    clip_range=0.2,
-    use_sde=True,
-    sde_sample_freq=4,
-)
+PPO_KWARGS = ZOO.algorithm_kwargs()  # n_steps=1024, gamma=0.9, use_sde=True, ... (ppo.yml)
 # -------------------------------------------------------------------------------------------------
-
-
-class ClipFileOracle(FileOracle):
-    """A FileOracle that asks only about segments whose frames are still kept, so each can be exported."""
-
-    needs_frames = True
 
 
 def annotation_team(stop: threading.Event) -> None:
@@ -74,9 +60,10 @@ os.makedirs(OUT_DIR, exist_ok=True)
 # record_frames: each step's state is kept; the exported clips are drawn from it on demand
 venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=N_ENVS, seed=SEED), record_frames=True)
 
+# needs_frames: only segments whose frames are still kept are asked about, so each can be exported.
 # timeout: each query round waits up to 60 s for the file to answer it (unanswered queries stay
 # pending and are asked again at the next rollout end).
-oracle = ClipFileOracle(LABELS_FILE, timeout=60, poll_interval=0.2)
+oracle = FileOracle(LABELS_FILE, needs_frames=True, timeout=60, poll_interval=0.2)
 callback = PreferenceCallback(venv, oracle, total_labels=TOTAL_LABELS, store=STORE, seed=SEED, verbose=1)
 
 stop = threading.Event()

@@ -13,37 +13,25 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
-from torch import nn
 
 from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+from prefwrap.cli.hyperparams import resolve
 
 # ---- config -------------------------------------------------------------------------------------
 ENV_ID = "HalfCheetah-v5"
+ZOO = resolve("ppo", ENV_ID, atari=False)  # rl-baselines3-zoo's tuned values for PPO on it
 TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", 1_000_000))
 TOTAL_LABELS = int(os.environ.get("PREFWRAP_LABELS", 700))  # the paper: 700 labels for MuJoCo
 SEED = 0
 EVAL_EPISODES = int(os.environ.get("PREFWRAP_EVAL_EPISODES", 10))
 OUT_DIR = "runs/ppo_halfcheetah_synthetic"
-PPO_KWARGS = dict(  # rl-baselines3-zoo's tuned HalfCheetah values
-    n_steps=512,
-    batch_size=64,
-    gamma=0.98,
-    learning_rate=2.0633e-05,
-    ent_coef=0.000401762,
-    clip_range=0.1,
-    n_epochs=20,
-    gae_lambda=0.92,
-    max_grad_norm=0.8,
-    vf_coef=0.58096,
-    policy_kwargs=dict(
-        log_std_init=-2, ortho_init=False, activation_fn=nn.ReLU, net_arch=dict(pi=[256, 256], vf=[256, 256])
-    ),
-)
+PPO_KWARGS = ZOO.algorithm_kwargs()  # n_steps=512, gamma=0.98, a ReLU 256x256 net, ... (ppo.yml)
 # -------------------------------------------------------------------------------------------------
 
 # 1. The wrapper replaces the env reward with the learned reward r̂(o, a) and records segments.
-#    It sits *below* VecNormalize, so it sees raw observations and the true reward.
-venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=1, seed=SEED))
+#    It sits *below* VecNormalize (the zoo normalises HalfCheetah), so it sees raw observations and
+#    the true reward.
+venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=ZOO.n_envs, seed=SEED))
 venv = VecNormalize(venv, gamma=PPO_KWARGS["gamma"])
 
 # 2. The callback asks the oracle on the paper's schedule, stores every label and refits r̂.

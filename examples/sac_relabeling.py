@@ -16,10 +16,12 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+from prefwrap.cli.hyperparams import resolve
 
 # ---- config -------------------------------------------------------------------------------------
 ENV_ID = "Pendulum-v1"
-TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", 20_000))  # the zoo's budget for SAC on Pendulum
+ZOO = resolve("sac", ENV_ID, atari=False)  # rl-baselines3-zoo's tuned values: lr 1e-3, 20k steps
+TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", ZOO.n_timesteps))
 TOTAL_LABELS = int(os.environ.get("PREFWRAP_LABELS", 200))
 RELABEL = os.environ.get("PREFWRAP_RELABEL", "1") == "1"
 SEED = 0
@@ -36,7 +38,7 @@ callback = PreferenceCallback(
     seed=SEED,
     verbose=1,
 )
-model = SAC("MlpPolicy", venv, learning_rate=1e-3, seed=SEED)  # zoo: lr 1e-3, SB3 defaults otherwise
+model = SAC("MlpPolicy", venv, seed=SEED, **ZOO.algorithm_kwargs())  # SB3 defaults otherwise
 model.learn(TOTAL_TIMESTEPS, callback=callback)
 
 mean_return, std_return = evaluate_policy(

@@ -16,29 +16,21 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+from prefwrap.cli.hyperparams import resolve
 
 # ---- config -------------------------------------------------------------------------------------
 ENV_ID = "Hopper-v5"
+ZOO = resolve("trpo", ENV_ID, atari=False)  # rl-baselines3-zoo's tuned values for TRPO on it
 ENV_KWARGS = dict(terminate_when_unhealthy=False)  # no free reward information through episode ends
 TOTAL_TIMESTEPS = int(os.environ.get("PREFWRAP_STEPS", 1_000_000))
 TOTAL_LABELS = int(os.environ.get("PREFWRAP_LABELS", 700))
 SEED = 0
 EVAL_EPISODES = int(os.environ.get("PREFWRAP_EVAL_EPISODES", 10))
 OUT_DIR = "runs/trpo_hopper"
-TRPO_KWARGS = dict(  # rl-baselines3-zoo's tuned TRPO values for MuJoCo
-    batch_size=128,
-    n_steps=1024,
-    gamma=0.99,
-    gae_lambda=0.95,
-    sub_sampling_factor=1,
-    cg_max_steps=25,
-    cg_damping=0.1,
-    n_critic_updates=20,
-    learning_rate=1e-3,
-)
+TRPO_KWARGS = ZOO.algorithm_kwargs()  # n_steps=1024, batch_size=128, n_critic_updates=20, ... (trpo.yml)
 # -------------------------------------------------------------------------------------------------
 
-venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=2, seed=SEED, env_kwargs=ENV_KWARGS))
+venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=ZOO.n_envs, seed=SEED, env_kwargs=ENV_KWARGS))
 venv = VecNormalize(venv, gamma=TRPO_KWARGS["gamma"])
 callback = PreferenceCallback(
     venv, oracle=SyntheticOracle(seed=SEED), total_labels=TOTAL_LABELS, seed=SEED, verbose=1

@@ -86,7 +86,7 @@ def test_train_writes_the_documented_run_directory(trained_run: Path) -> None:
     config = json.loads((trained_run / "config.json").read_text())
     assert config["env_id"] == "Pendulum-v1" and config["algo"] == "ppo" and config["seed"] == 0
     assert config["labels"] == 12 and config["steps"] == 1536
-    assert config["prefwrap_version"] and config["versions"]["stable_baselines3"]
+    assert config["prefwrap_version"] and config["versions"]["Stable-Baselines3"]
     assert config["hyperparams_resolved"]["model_kwargs"]["n_steps"] == 256
 
     summary = json.loads((trained_run / "summary.json").read_text())

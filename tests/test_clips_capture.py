@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import doctest
 import os
+import subprocess
+import sys
+import textwrap
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
 
@@ -26,6 +29,32 @@ from tests.conftest import make_go_right
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*settotalmass")
 
 
+@pytest.fixture
+def needs_pygame() -> None:
+    """Gymnasium draws classic-control envs with pygame."""
+    pytest.importorskip("pygame", reason='draws classic-control clips: pip install "prefwrap[human]"')
+
+
+@pytest.fixture
+def needs_mujoco() -> None:
+    pytest.importorskip("mujoco", reason='simulates and draws MuJoCo envs: pip install "prefwrap[mujoco]"')
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (its module blocks stay out of this one)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
+
+
+# Inserted before prefwrap is imported: every import of these fails, as without the extra.
+WITHOUT_MUJOCO = """
+    import sys
+    sys.modules["mujoco"] = None
+    sys.modules["gymnasium.envs.mujoco"] = None
+"""
+
+
 def step_randomly(wrapper: PreferenceRewardWrapper, n_steps: int, seed: int = 0) -> list[np.ndarray]:
     """Step with random actions; returns the sub-envs' qpos before each step (MuJoCo only)."""
     rng = np.random.default_rng(seed)
@@ -39,6 +68,7 @@ def step_randomly(wrapper: PreferenceRewardWrapper, n_steps: int, seed: int = 0)
     return qpos
 
 
+@pytest.mark.usefixtures("needs_mujoco")
 def test_mujoco_steps_keep_states_and_queried_segments_render_like_the_env() -> None:
     wrapper = PreferenceRewardWrapper(make_vec_env("HalfCheetah-v5", n_envs=2, seed=0), record_frames=True)
     assert wrapper.frame_capture == "state"  # no render_mode on the training envs: nothing renders per step
@@ -69,6 +99,7 @@ def test_mujoco_steps_keep_states_and_queried_segments_render_like_the_env() -> 
     full.close()
 
 
+@pytest.mark.usefixtures("needs_pygame")
 def test_classic_control_frames_match_the_envs_own_render() -> None:
     wrapper = PreferenceRewardWrapper(make_vec_env("CartPole-v1", n_envs=1, seed=0), record_frames=True)
     assert wrapper.frame_capture == "state"
@@ -89,6 +120,62 @@ def test_classic_control_frames_match_the_envs_own_render() -> None:
     assert not segment.frames[segment.length :].any()  # padding of a short episode stays black
 
 
+@pytest.mark.usefixtures("needs_pygame")
+def test_classic_control_clips_need_no_mujoco() -> None:
+    """Capture imported Gymnasium's MuJoCo module first: without mujoco, CartPole rendered every step."""
+    result = run_python(
+        WITHOUT_MUJOCO
+        + """
+    import numpy as np
+    from stable_baselines3.common.env_util import make_vec_env
+    from prefwrap import PreferenceRewardWrapper
+
+    wrapper = PreferenceRewardWrapper(make_vec_env("CartPole-v1", 2, seed=0), record_frames="state")
+    assert wrapper.frame_capture == "state", wrapper.frame_capture
+    chosen = PreferenceRewardWrapper(make_vec_env("CartPole-v1", 1), record_frames=True).frame_capture
+    assert chosen == "state", chosen
+    wrapper.reset()
+    for _ in range(2 * wrapper.segment_length):
+        wrapper.step(np.ones(2, dtype=np.int64))
+    frames = wrapper.segments.segment(0).frames
+    assert frames is not None and frames.shape[1:] == (134, 200, 3) and frames.any(), frames
+    assert sys.modules["mujoco"] is None  # nothing got around the block
+    """
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_classic_control_trains_without_extras_and_clips_name_the_missing_one() -> None:
+    """No mujoco, no pygame: training works; asking for clips fails at once, naming the extra.
+
+    The no-extras CI step's check of the CartPole clip bug: CartPole must be recognised as classic
+    control without mujoco (it used to fall back to rendering every step, or call "state" impossible).
+    """
+    result = run_python(
+        WITHOUT_MUJOCO
+        + """
+    sys.modules["pygame"] = None
+    import numpy as np
+    from stable_baselines3.common.env_util import make_vec_env
+    from prefwrap import PreferenceRewardWrapper
+
+    wrapper = PreferenceRewardWrapper(make_vec_env("CartPole-v1", 2, seed=0))
+    wrapper.reset()
+    for _ in range(3):
+        wrapper.step(np.ones(2, dtype=np.int64))
+    for record_frames in (True, "state"):
+        try:
+            PreferenceRewardWrapper(make_vec_env("CartPole-v1", 1), record_frames=record_frames)
+        except ImportError as error:
+            assert "CartPole-v1" in str(error) and 'pip install "prefwrap[human]"' in str(error), error
+        else:
+            raise AssertionError(f"record_frames={record_frames!r} without pygame was accepted")
+    """
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.usefixtures("needs_pygame")
 def test_states_cross_process_boundaries() -> None:
     venv = make_vec_env(
         "Pendulum-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"}
@@ -102,6 +189,7 @@ def test_states_cross_process_boundaries() -> None:
     wrapper.close()
 
 
+@pytest.mark.usefixtures("needs_pygame")
 def test_every_buffered_segment_keeps_its_states() -> None:
     wrapper = PreferenceRewardWrapper(
         make_vec_env("Pendulum-v1", n_envs=2, seed=0), record_frames=True, frame_capacity=2, buffer_size=50
@@ -120,6 +208,7 @@ def test_unregistered_envs_fall_back_to_rendering_every_step() -> None:
     assert recording.frame_capture == "render" and recording.state_renderer is None
 
 
+@pytest.mark.usefixtures("needs_pygame")
 def test_record_frames_picks_or_forces_a_capture_mode() -> None:
     forced = PreferenceRewardWrapper(
         make_vec_env("CartPole-v1", n_envs=1, env_kwargs={"render_mode": "rgb_array"}), record_frames="render"
@@ -140,6 +229,7 @@ def test_record_frames_picks_or_forces_a_capture_mode() -> None:
         PreferenceRewardWrapper(make_vec_env("CartPole-v1", n_envs=1), record_frames="always")
 
 
+@pytest.mark.usefixtures("needs_pygame")
 def test_a_state_that_does_not_fit_the_registered_env_is_refused() -> None:
     renderer = StateRenderer(gym.spec("CartPole-v1"))
     venv = make_vec_env("Pendulum-v1", n_envs=1)
@@ -162,6 +252,7 @@ class RecordingOracle(SyntheticOracle):
         return super().label(queries)
 
 
+@pytest.mark.usefixtures("needs_pygame")
 def test_the_learner_renders_only_the_queried_segments(tmp_path: Path) -> None:
     wrapper = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0), record_frames=True)
     oracle = RecordingOracle()
@@ -179,6 +270,7 @@ def test_the_learner_renders_only_the_queried_segments(tmp_path: Path) -> None:
     assert stored.left.frames is not None  # the store keeps the clips for other processes
 
 
+@pytest.mark.usefixtures("needs_pygame")
 def test_docstring_example_runs() -> None:
     runner = doctest.DocTestRunner()
     for test in doctest.DocTestFinder().find(

@@ -9,13 +9,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from prefwrap.oracles.export import (
-    export_queries,
-    import_label_records,
-    import_labels,
-    segment_frames,
-    side_by_side,
-)
+from prefwrap.oracles.export import export_queries, import_label_records, import_labels, side_by_side
 from prefwrap.oracles.file import FileOracle, LabelFileError, read_label_file
 from prefwrap.records import Preference, Query, Segment
 
@@ -100,27 +94,26 @@ def test_mp4_pads_odd_sizes(tmp_path: Path) -> None:
     assert clip.shape == (6, 6, 10, 3)  # 5 x (4 + 2 + 3) padded to even
 
 
-def test_export_from_image_observations() -> None:
-    chw = np.tile(np.arange(3, dtype=np.uint8)[None, :, None, None], (4, 1, 5, 6))
-    assert segment_frames(make_segment(0, horizon=4, observations=chw)).shape == (4, 5, 6, 3)
-    np.testing.assert_array_equal(
-        segment_frames(make_segment(0, horizon=4, observations=chw))[0, 0, 0], [0, 1, 2]
+def test_export_from_image_observations(tmp_path: Path) -> None:
+    """Image observations give the clip when no frames were recorded (the rules: test_clips_frames)."""
+    chw = np.tile(np.arange(3, dtype=np.uint8)[None, :, None, None] * 100, (4, 1, 6, 6))
+    query = Query(
+        0, make_segment(0, horizon=4, observations=chw), make_segment(1, frames=solid_frames(6, 6, 6))
     )
-    gray = np.full((4, 7, 7), 9, np.uint8)
-    np.testing.assert_array_equal(segment_frames(make_segment(0, horizon=4, length=2, observations=gray)), 9)
-    assert segment_frames(make_segment(0, horizon=4, length=2, observations=gray)).shape == (2, 7, 7, 3)
-    stacked = np.zeros((4, 7, 7, 4), np.uint8)
-    stacked[..., -1] = 200  # the newest of 4 stacked grayscale frames
-    np.testing.assert_array_equal(segment_frames(make_segment(0, horizon=4, observations=stacked)), 200)
+    manifest = export_queries([query], tmp_path, fmt="gif")
+    clip = read_clip(manifest.parent / "query_000000.gif")
+    assert clip.shape == (6, 6, 6 + 2 + 6, 3)
+    np.testing.assert_allclose(clip[0, :, :6].reshape(-1, 3).mean(0), [0, 100, 200], atol=10)
 
 
 def test_export_without_frames_explains_how_to_record_them(tmp_path: Path) -> None:
     query = Query(5, make_segment(1), make_segment(2))
     with pytest.raises(ValueError, match=r"segment 1 of query 5 .*record_frames=True"):
         export_queries([query], tmp_path)
-    bad = Query(6, make_segment(1, frames=np.zeros((6, 4, 4), np.uint8)), make_segment(2))
-    with pytest.raises(ValueError, match=r"frames must be uint8 of shape \(H, height, width, 3\)"):
+    bad = Query(6, make_segment(1, frames=np.zeros((6, 4, 4, 2), np.uint8)), make_segment(2))
+    with pytest.raises(ValueError, match=r"segment 1 of query 6: frames must be uint8 of shape"):
         export_queries([bad], tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_export_argument_validation(tmp_path: Path) -> None:

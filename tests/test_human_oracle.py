@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pygame = pytest.importorskip("pygame")
+pygame = pytest.importorskip("pygame", reason='the labelling window: pip install "prefwrap[human]"')
 
 from prefwrap.oracles.base import BaseOracle, Oracle, OracleContext  # noqa: E402
 from prefwrap.oracles.human import HumanOracle, run_labeling_session  # noqa: E402
@@ -541,7 +541,7 @@ def test_asynchronous_oracle_without_a_store_file_says_how_to_give_one() -> None
     with pytest.raises(ValueError, match="store="):
         oracle.label(make_queries(1))  # never connected
     for in_memory in (":memory:", None):
-        with pytest.raises(ValueError, match="in memory.*store="):
+        with pytest.raises(ValueError, match=r"in memory.*store="):
             oracle.connect(OracleContext(None, in_memory, lambda q, p: None))  # type: ignore[arg-type]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prefwrap.oracles import synthetic
-from prefwrap.oracles.base import Oracle
+from prefwrap.oracles.base import BaseOracle, Oracle
 from prefwrap.oracles.synthetic import SyntheticOracle
 from prefwrap.records import Preference, Query, Segment
 
@@ -49,7 +49,8 @@ def sigmoid(x: float) -> float:
 
 def test_satisfies_the_oracle_protocol_and_labeler_is_settable():
     oracle = SyntheticOracle()
-    assert isinstance(oracle, Oracle)
+    assert isinstance(oracle, Oracle) and isinstance(oracle, BaseOracle)
+    assert oracle.needs_frames is False and oracle.labeler_for(3) == "synthetic"
     assert oracle.labeler == "synthetic"
     assert SyntheticOracle(labeler="teacher-7").labeler == "teacher-7"
     oracle.labeler = "renamed"
@@ -134,6 +135,24 @@ def test_beta_scale_is_running_std_of_returns_seen():
     assert answers.count(L) / n == pytest.approx(sigmoid(20.0 / expected_scale), abs=0.02)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_return_stats_equal_the_exact_statistics_of_the_stream(offset):
+    """SB3's RunningMeanStd (no prior count) + min/max give the statistics of everything seen."""
+    rng = np.random.default_rng(7)
+    stats = synthetic._ReturnStats()
+    assert (stats.count, stats.std, stats.min, stats.max) == (0, 0.0, math.inf, -math.inf)
+    seen = []
+    for size in [1, 0, 7, 1, 300, 2, 50]:  # uneven batches, an empty one, single returns
+        batch = offset + rng.normal(3.0, 10.0, size=size)
+        stats.update(batch)
+        seen.append(batch)
+        everything = np.concatenate(seen)
+        if everything.size:
+            assert stats.count == everything.size
+            assert stats.std == pytest.approx(np.std(everything), rel=1e-9, abs=1e-12)
+            assert (stats.min, stats.max) == (everything.min(), everything.max())
+
+
 def test_beta_means_the_same_noise_at_any_reward_scale():
     rng = np.random.default_rng(4)
     rewards = rng.normal(size=(2000, 5)).astype(np.float32)
@@ -176,7 +195,7 @@ def test_myopic_teacher_changes_the_answer():
     early = make_segment(0, [1.0, 0.0, 0.0, 0.0])  # return 1.0, myopic 0.9**3 = 0.729
     late = make_segment(1, [0.0, 0.0, 0.0, 0.8])  # return 0.8, myopic 0.8
     assert SyntheticOracle().label([Query(0, early, late)]) == [L]
-    assert SyntheticOracle.preset("myopic").label([Query(0, early, late)]) == [R]
+    assert SyntheticOracle.teacher("myopic").label([Query(0, early, late)]) == [R]
 
 
 # --- skip and equal thresholds -------------------------------------------------------------------
@@ -265,8 +284,8 @@ def test_reproducible_with_seed():
         ("equal", {"equal_fraction": 0.1}),
     ],
 )
-def test_presets_have_b_pref_values(name, expected):
-    oracle = SyntheticOracle.preset(name, seed=0)
+def test_teachers_have_b_pref_values(name, expected):
+    oracle = SyntheticOracle.teacher(name, seed=0)
     defaults = {
         "beta": math.inf,
         "gamma": 1.0,
@@ -281,9 +300,9 @@ def test_presets_have_b_pref_values(name, expected):
     assert oracle.labeler == f"synthetic:{name}"
 
 
-def test_unknown_preset_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"'noisy'.*oracle, stoch, myopic, mistake, skip, equal"):
-        SyntheticOracle.preset("noisy")
+def test_unknown_teacher_lists_the_valid_names():
+    with pytest.raises(ValueError, match=r"teacher 'noisy'.*oracle, stoch, myopic, mistake, skip, equal"):
+        SyntheticOracle.teacher("noisy")
 
 
 @pytest.mark.parametrize(

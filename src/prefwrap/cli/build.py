@@ -8,8 +8,6 @@ or the learner does not take.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 from prefwrap.cli import hyperparams
 from prefwrap.cli.config import ORACLES, TrainConfig, UsageError
+from prefwrap.cli.display import check_display
 from prefwrap.cli.hyperparams import HyperParams
 from prefwrap.oracles.base import BaseOracle
 
@@ -141,7 +140,9 @@ def check_algo_fits(config: TrainConfig, info: EnvInfo) -> None:
     """
     algo, env_id = config.algo, config.env_id
     if algo in ("sac", "td3") and info.discrete_actions:
-        raise UsageError(f"{algo.upper()} needs continuous actions, {env_id} has discrete ones: use ppo or dqn")
+        raise UsageError(
+            f"{algo.upper()} needs continuous actions, {env_id} has discrete ones: use ppo or dqn"
+        )
     if algo == "dqn" and not info.discrete_actions:
         raise UsageError(f"DQN needs discrete actions, {env_id} has continuous ones: use sac, td3 or ppo")
 
@@ -160,7 +161,7 @@ def make_oracle(spec: str, seed: int) -> BaseOracle:
         if not argument:
             return SyntheticOracle(seed=seed)
         try:
-            return SyntheticOracle.preset(argument, seed=seed)
+            return SyntheticOracle.teacher(argument, seed=seed)
         except ValueError as error:
             raise UsageError(f"unknown synthetic teacher {argument!r}: {error}") from None
     if name == "human" and argument in ("", "async"):
@@ -181,22 +182,6 @@ def make_oracle(spec: str, seed: int) -> BaseOracle:
         except ValueError as error:
             raise UsageError(f"--oracle {spec}: {error}") from None
     raise UsageError(f"--oracle must be {ORACLES}; got {spec!r}")
-
-
-def check_display(what: str) -> None:
-    """A labeling window needs a screen: fail before training, not at the first query.
-
-    Raises:
-        UsageError: Linux without ``DISPLAY``, ``WAYLAND_DISPLAY`` or ``SDL_VIDEODRIVER``.
-    """
-    headless = sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER")
-    )
-    if headless:
-        raise UsageError(
-            f"{what} opens a window, but there is no display (DISPLAY is not set): run it on a desktop, "
-            "or train with --oracle file:PATH and answer with prefwrap label/export elsewhere"
-        )
 
 
 def torch_device(device: str, threads: int) -> str:
@@ -263,14 +248,18 @@ def learner_kwargs(config: TrainConfig) -> dict[str, Any]:
         )
     if schedule_args:
         try:
-            kwargs["schedule"] = DecayingSchedule(config.labels, **{k: float(v) for k, v in schedule_args.items()})
+            kwargs["schedule"] = DecayingSchedule(
+                config.labels, **{k: float(v) for k, v in schedule_args.items()}
+            )
         except (TypeError, ValueError) as error:
             raise UsageError(f"--learner: {error}") from None
     kwargs.setdefault("seed", config.seed)
     return kwargs
 
 
-def make_base_env(setup: Setup, n_envs: int, seed: int, *, render: bool = False, small_frames: bool = False) -> VecEnv:
+def make_base_env(
+    setup: Setup, n_envs: int, seed: int, *, render: bool = False, small_frames: bool = False
+) -> VecEnv:
     """The vector env below the preference wrapper: Monitor-wrapped envs, Atari wrappers, frame stack.
 
     ``render`` makes the envs render to arrays; ``small_frames`` shrinks those renders to clip size
@@ -288,7 +277,9 @@ def make_base_env(setup: Setup, n_envs: int, seed: int, *, render: bool = False,
         from prefwrap.clips.video import SmallRender
 
         wrapper_class = SmallRender if render and small_frames else None
-        venv = make_vec_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper_class)
+        venv = make_vec_env(
+            config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper_class
+        )
     if setup.params.frame_stack:
         venv = VecFrameStack(venv, setup.params.frame_stack)
     return venv

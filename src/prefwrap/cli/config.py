@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -58,7 +59,7 @@ def option(
     flags: tuple[str, ...] | None = None,
     cli_default: Any = None,
     minimum: int | None = None,
-    default_factory: Any = dataclasses.MISSING,
+    default_factory: Callable[[], list[str]] | None = None,
     **argparse_kwargs: Any,
 ) -> Any:
     """A :class:`TrainConfig` field with its command-line metadata.
@@ -71,7 +72,7 @@ def option(
         cli_default: What the parser returns when the option is not given (``None``: "not given",
             so a resumed run keeps its stored value).
         minimum: Smallest accepted value, checked before anything is built.
-        default_factory: For list fields.
+        default_factory: Makes the default of a list field.
         **argparse_kwargs: Passed to ``add_argument`` (``type``, ``choices``, ``nargs``, ``action``...).
     """
     metadata = {
@@ -82,7 +83,7 @@ def option(
         "minimum": minimum,
         "argparse": argparse_kwargs,
     }
-    if default_factory is not dataclasses.MISSING:
+    if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
 
@@ -92,15 +93,24 @@ class TrainConfig:
     """The options of ``prefwrap train``; the ``fixed`` and ``resumable`` ones are ``config.json``'s."""
 
     env_id: str = option(
-        DEFAULT_ENV, flags=(), on_resume="fixed", nargs="?", metavar="ENV_ID",
+        DEFAULT_ENV,
+        flags=(),
+        on_resume="fixed",
+        nargs="?",
+        metavar="ENV_ID",
         help=f"Gymnasium env id [{DEFAULT_ENV}]",
-    )  # fmt: skip
+    )
     algo: str = option("ppo", on_resume="fixed", choices=ALGOS, help="algorithm [ppo]")
-    oracle: str = option("synthetic", on_resume="resumable", help=f"who answers the queries: {ORACLES} [synthetic]")
+    oracle: str = option(
+        "synthetic", on_resume="resumable", help=f"who answers the queries: {ORACLES} [synthetic]"
+    )
     labels: int = option(
-        0, on_resume="resumable", minimum=1, type=int,
+        0,
+        on_resume="resumable",
+        minimum=1,
+        type=int,
         help="label budget [per env: Pendulum 200, MuJoCo 700, ...]",
-    )  # fmt: skip
+    )
     steps: int = option(
         0, on_resume="resumable", minimum=1, type=int, help="environment steps [zoo's tuned n_timesteps]"
     )
@@ -112,25 +122,40 @@ class TrainConfig:
         "auto", on_resume="resumable", cli_default="auto", choices=DEVICES, help="torch device [auto]"
     )
     threads: int = option(
-        1, on_resume="session", cli_default=1, minimum=1, type=int,
+        1,
+        on_resume="session",
+        cli_default=1,
+        minimum=1,
+        type=int,
         help="torch CPU threads; small networks train fastest on one [1]",
-    )  # fmt: skip
-    hyperparams: list[str] = option(
-        on_resume="fixed", default_factory=list, nargs="+", metavar="KEY=VALUE",
+    )
+    hyperparams: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
+        on_resume="fixed",
+        default_factory=list,
+        nargs="+",
+        metavar="KEY=VALUE",
         help="algorithm overrides, e.g. n_steps=256 learning_rate=lin_3e-4",
-    )  # fmt: skip
-    env_kwargs: list[str] = option(
-        on_resume="fixed", default_factory=list, nargs="+", metavar="KEY=VALUE",
+    )
+    env_kwargs: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
+        on_resume="fixed",
+        default_factory=list,
+        nargs="+",
+        metavar="KEY=VALUE",
         help="gymnasium.make keyword arguments",
-    )  # fmt: skip
-    learner: list[str] = option(
-        on_resume="resumable", default_factory=list, nargs="+", metavar="KEY=VALUE",
+    )
+    learner: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
+        on_resume="resumable",
+        default_factory=list,
+        nargs="+",
+        metavar="KEY=VALUE",
         help="PreferenceCallback options, e.g. query_batch_size=25 selection=random decay_timesteps=2e5",
-    )  # fmt: skip
+    )
     baseline: bool = option(
-        False, on_resume="resumable", action="store_true",
+        False,
+        on_resume="resumable",
+        action="store_true",
         help="also train the algorithm on the true reward (same steps, seed) for comparison",
-    )  # fmt: skip
+    )
     eval_episodes: int = option(
         0, on_resume="resumable", minimum=1, type=int, help="evaluation episodes [10; Atari 3]"
     )
@@ -138,17 +163,27 @@ class TrainConfig:
         0, on_resume="resumable", minimum=1, type=int, help="steps between checkpoints [steps/10, 1k to 100k]"
     )
     video: bool = option(
-        True, on_resume="resumable", flags=("--no-video",), action="store_false",
+        True,
+        on_resume="resumable",
+        flags=("--no-video",),
+        action="store_false",
         help="do not record an evaluation video",
-    )  # fmt: skip
+    )
     progress_bar: bool = option(
-        True, on_resume="session", flags=("--no-progress-bar",), action="store_false",
+        True,
+        on_resume="session",
+        flags=("--no-progress-bar",),
+        action="store_false",
         help="no progress bar (log files only)",
-    )  # fmt: skip
+    )
     verbose: int = option(
-        0, on_resume="session", flags=("-v", "--verbose"), cli_default=0, action="count",
+        0,
+        on_resume="session",
+        flags=("-v", "--verbose"),
+        cli_default=0,
+        action="count",
         help="-v: SB3's log tables on stdout too",
-    )  # fmt: skip
+    )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -163,7 +198,9 @@ class TrainConfig:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> TrainConfig:
         """The config stored in ``config.json`` (other keys there, such as sessions, are ignored)."""
-        return cls(**{f.name: record[f.name] for f in _fields() if _rule(f) != "session" and f.name in record})
+        return cls(
+            **{f.name: record[f.name] for f in _fields() if _rule(f) != "session" and f.name in record}
+        )
 
     def resumed_with(self, args: argparse.Namespace, run_path: os.PathLike[str]) -> TrainConfig:
         """This stored config with the options given on the command line of ``--resume``.
@@ -215,7 +252,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         flags = meta["flags"] if meta["flags"] is not None else (f"--{f.name.replace('_', '-')}",)
         if flags:
-            parser.add_argument(*flags, dest=f.name, default=meta["cli_default"], help=meta["help"], **meta["argparse"])
+            parser.add_argument(
+                *flags, dest=f.name, default=meta["cli_default"], help=meta["help"], **meta["argparse"]
+            )
         else:
             parser.add_argument(f.name, default=meta["cli_default"], help=meta["help"], **meta["argparse"])
 

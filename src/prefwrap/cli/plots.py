@@ -12,11 +12,15 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from prefwrap.cli.run_dir import RunDir, progress_csvs, read_json
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 RETURNS_PNG = "returns.png"
 REWARD_PNG = "reward_vs_true.png"
@@ -50,30 +54,7 @@ def plot_returns(run: RunDir, summary: dict[str, Any] | None = None) -> Path | N
     keep = np.isfinite(true)
     top.plot(steps[keep], true[keep], color="tab:blue", label="true return (mean of last 100 episodes)")
     summary = summary or {}
-    baseline = read_progress(run.baseline / "logs") if (run.baseline / "logs").is_dir() else {}
-    baseline_steps, baseline_true = baseline.get("time/total_timesteps"), baseline.get("rollout/ep_rew_mean")
-    if baseline_steps is not None and baseline_true is not None and np.isfinite(baseline_true).any():
-        keep = np.isfinite(baseline_true)
-        top.plot(
-            baseline_steps[keep],
-            baseline_true[keep],
-            color="tab:green",
-            ls="--",
-            label="same algorithm on the true reward",
-        )
-    random_return = summary.get("random_return")
-    value = random_return.get("mean") if isinstance(random_return, dict) else None
-    if value is not None and math.isfinite(value):
-        top.axhline(value, color="grey", ls=":", label="random policy")
-    sessions = (read_json(run.config) or {}).get("sessions", [])
-    for index, session in enumerate(sessions[1:]):  # resumed runs: episode means restart there
-        top.axvline(
-            session.get("from_step", 0),
-            color="grey",
-            lw=0.8,
-            ls="-.",
-            label="resumed" if index == 0 else None,
-        )
+    _plot_references(top, run, summary)
     top.set_ylabel("true episode return", color="tab:blue")
     learned = columns.get("pref/learned_ep_return")
     handles, labels = top.get_legend_handles_labels()
@@ -88,21 +69,54 @@ def plot_returns(run: RunDir, summary: dict[str, Any] | None = None) -> Path | N
     title = summary.get("title")
     top.set_title(title or "Training on the learned reward")
     top.grid(alpha=0.3)
+    _plot_labels_and_accuracy(bottom, steps, columns)
+    bottom.set_xlabel("environment steps")
+    bottom.grid(alpha=0.3)
+    return _save(figure, run.plots / RETURNS_PNG)
+
+
+def _plot_references(axes: Axes, run: RunDir, summary: dict[str, Any]) -> None:
+    """The baseline's learning curve, the random policy's return and the resume points."""
+    baseline = read_progress(run.baseline / "logs") if (run.baseline / "logs").is_dir() else {}
+    baseline_steps, baseline_true = baseline.get("time/total_timesteps"), baseline.get("rollout/ep_rew_mean")
+    if baseline_steps is not None and baseline_true is not None and np.isfinite(baseline_true).any():
+        keep = np.isfinite(baseline_true)
+        axes.plot(
+            baseline_steps[keep],
+            baseline_true[keep],
+            color="tab:green",
+            ls="--",
+            label="same algorithm on the true reward",
+        )
+    random_return = summary.get("random_return")
+    value = random_return.get("mean") if isinstance(random_return, dict) else None
+    if value is not None and math.isfinite(value):
+        axes.axhline(value, color="grey", ls=":", label="random policy")
+    sessions = (read_json(run.config) or {}).get("sessions", [])
+    for index, session in enumerate(sessions[1:]):  # resumed runs: episode means restart there
+        axes.axvline(
+            session.get("from_step", 0),
+            color="grey",
+            lw=0.8,
+            ls="-.",
+            label="resumed" if index == 0 else None,
+        )
+
+
+def _plot_labels_and_accuracy(axes: Axes, steps: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    """Labels collected and, on a second axis, the reward model's validation accuracy."""
     n_labels = columns.get("pref/labels")
     if n_labels is not None and np.isfinite(n_labels).any():
         keep = np.isfinite(n_labels)
-        bottom.plot(steps[keep], n_labels[keep], color="tab:purple", label="labels")
-        bottom.set_ylabel("labels", color="tab:purple")
+        axes.plot(steps[keep], n_labels[keep], color="tab:purple", label="labels")
+        axes.set_ylabel("labels", color="tab:purple")
     accuracy = columns.get("pref/val_accuracy")
     if accuracy is not None and np.isfinite(accuracy).any():
-        twin = bottom.twinx()
+        twin = axes.twinx()
         keep = np.isfinite(accuracy)
         twin.plot(steps[keep], accuracy[keep], color="tab:red", alpha=0.8)
         twin.set_ylim(0.0, 1.0)
         twin.set_ylabel("reward-model val. accuracy", color="tab:red")
-    bottom.set_xlabel("environment steps")
-    bottom.grid(alpha=0.3)
-    return _save(figure, run.plots / RETURNS_PNG)
 
 
 def save_reward_data(
@@ -117,8 +131,6 @@ def save_reward_data(
 
 def plot_reward_vs_true(run: RunDir) -> Path | None:
     """Draw ``plots/reward_vs_true.png`` from the saved held-out returns; ``None`` without data."""
-    from prefwrap.cli.evaluation import correlation
-
     path = run.plots / REWARD_DATA
     if not path.is_file():
         return None
@@ -141,20 +153,29 @@ def plot_reward_vs_true(run: RunDir) -> Path | None:
     return _save(figure, run.plots / REWARD_PNG)
 
 
+def correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation, NaN when undefined (fewer than 3 points, constant or non-finite input)."""
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def plot_run(run: RunDir, summary: dict[str, Any] | None = None) -> list[Path]:
     """Draw every figure the run's files allow; returns the PNGs written."""
     written = [plot_returns(run, summary), plot_reward_vs_true(run)]
     return [path for path in written if path is not None]
 
 
-def _figure(size: tuple[float, float]) -> Any:
+def _figure(size: tuple[float, float]) -> Figure:
     """A matplotlib Figure outside pyplot: no GUI backend, nothing global to clean up."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)
 
 
-def _save(figure: Any, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

@@ -24,15 +24,21 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.utils import get_system_info
+from stable_baselines3.common.vec_env import VecNormalize
+
+if TYPE_CHECKING:
+    from prefwrap.wrapper import PreferenceRewardWrapper
 
 CONFIG = "config.json"
 STORE = "preferences.sqlite"
@@ -121,7 +127,11 @@ def progress_csvs(logs: Path) -> list[Path]:
 
 
 def new_run_dir(path: str | os.PathLike[str]) -> RunDir:
-    """Create a fresh run directory; refuse one that already holds a run."""
+    """Create a fresh run directory.
+
+    Raises:
+        RunDirError: ``path`` already holds a run, or is a file.
+    """
     run = RunDir(Path(path))
     if run.config.exists():
         raise RunDirError(
@@ -135,7 +145,11 @@ def new_run_dir(path: str | os.PathLike[str]) -> RunDir:
 
 
 def open_run_dir(path: str | os.PathLike[str]) -> tuple[RunDir, dict[str, Any]]:
-    """An existing run directory and its configuration."""
+    """An existing run directory and its configuration (``config.json``).
+
+    Raises:
+        RunDirError: Not a directory, no readable ``config.json``, or one without ``env_id``.
+    """
     run = RunDir(Path(path))
     if not run.path.is_dir():
         raise RunDirError(f"{run.path} is not a directory: give the run directory that prefwrap train wrote")
@@ -151,7 +165,11 @@ def open_run_dir(path: str | os.PathLike[str]) -> tuple[RunDir, dict[str, Any]]:
 
 
 def check_same_env(config: dict[str, Any], env_id: str | None, run: RunDir) -> None:
-    """Refuse to resume a run directory of another environment."""
+    """Refuse to resume a run directory of another environment.
+
+    Raises:
+        RunDirError: ``env_id`` is given and is not the run's.
+    """
     if env_id is not None and env_id != config["env_id"]:
         raise RunDirError(
             f"{run.path} is a {config['env_id']} run, not {env_id}: resume it without ENV_ID, "
@@ -188,31 +206,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def versions() -> dict[str, str]:
-    """Versions that matter to reproduce a run."""
-    import gymnasium
-    import stable_baselines3
-    import torch
-
+    """Versions that matter to reproduce a run: prefwrap's, and SB3's ``get_system_info`` (OS, Python,
+    Stable-Baselines3, PyTorch, GPU, NumPy, Cloudpickle, Gymnasium)."""
     import prefwrap
 
-    return {
-        "prefwrap": prefwrap.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-        "gymnasium": gymnasium.__version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    system, _ = get_system_info(print_info=False)
+    return {"prefwrap": prefwrap.__version__, **system}
 
 
-def save_checkpoint(run: RunDir, model: Any, wrapper: Any, n_labels: int) -> None:
+def save_checkpoint(
+    run: RunDir, model: BaseAlgorithm, wrapper: PreferenceRewardWrapper, n_labels: int
+) -> None:
     """Save the policy, the reward model, VecNormalize statistics and (off-policy) the replay buffer.
 
     The policy goes last but for ``checkpoint.json``, so a complete ``policy.zip`` always has a
     reward model at least as recent.
     """
-    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-    from stable_baselines3.common.vec_env import VecNormalize
-
     if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
         with atomic_path(run.replay_buffer) as tmp:
             model.save_replay_buffer(tmp)
@@ -231,17 +240,25 @@ def save_checkpoint(run: RunDir, model: Any, wrapper: Any, n_labels: int) -> Non
     )
 
 
-class CheckpointCallback(BaseCallback):
-    """Saves a resumable checkpoint of the run every ``every`` steps (at rollout ends) and at the end.
+class SaveRunCallback(BaseCallback):
+    """Saves everything ``--resume`` needs (:func:`save_checkpoint`) every ``every`` steps, at rollout
+    ends, and when training ends.
+
+    Named apart from SB3's ``CheckpointCallback``, which saves the policy alone under numbered names.
 
     Args:
         run: The run directory.
-        wrapper: The :class:`~prefwrap.wrapper.PreferenceRewardWrapper` (its reward model is saved).
+        wrapper: The :class:`~prefwrap.PreferenceRewardWrapper` (its reward model is saved).
         every: Steps between checkpoints.
         n_labels: Returns the number of labels so far (recorded in ``checkpoint.json``).
+
+    Raises:
+        ValueError: ``every`` below 1.
     """
 
-    def __init__(self, run: RunDir, wrapper: Any, every: int, n_labels: Callable[[], int]) -> None:
+    def __init__(
+        self, run: RunDir, wrapper: PreferenceRewardWrapper, every: int, n_labels: Callable[[], int]
+    ) -> None:
         super().__init__()
         if every < 1:
             raise ValueError(f"checkpoint period must be >= 1 step, got {every}")

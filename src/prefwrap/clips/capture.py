@@ -12,6 +12,7 @@ Training envs are never touched and need no ``render_mode``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from typing import Any
 
 import gymnasium as gym
@@ -39,6 +40,11 @@ class StateRenderer:
             software OpenGL (2.2 vs 32 ms per 256x256 HalfCheetah frame), and the motion a labeler
             judges is as clear.
 
+    Raises:
+        ValueError: The env is neither a MuJoCo nor a classic-control env.
+        ImportError: It is a classic-control env and pygame, which Gymnasium draws them with, is not
+            installed: refused here rather than when the first query is drawn, hours into training.
+
     Example:
         >>> env = gym.make("CartPole-v1")
         >>> _ = env.reset(seed=0)
@@ -64,6 +70,7 @@ class StateRenderer:
             self._env.reset(seed=0)  # the free camera aims where the bodies are when it is made
             self._viewer = _offscreen_viewer(self._env.unwrapped, fast)
         else:
+            _require_pygame(spec.id)
             self._env = SmallRender(gym.make(bare, render_mode="rgb_array"), max_side)
             self._env.reset(seed=0)
             self._viewer = None
@@ -74,14 +81,22 @@ class StateRenderer:
 
     @classmethod
     def for_vec_env(cls, venv: VecEnv, max_side: int = MAX_FRAME_SIDE) -> StateRenderer | None:
-        """A renderer for the sub-envs of ``venv``, or ``None`` if they have no re-renderable state."""
+        """A renderer for the sub-envs of ``venv``, or ``None`` if they have no re-renderable state.
+
+        Raises:
+            ImportError: The envs are classic-control ones and pygame is not installed.
+        """
         if not venv.has_attr("spec"):
             return None
         return cls._for_spec(venv.get_attr("spec", indices=[0])[0], max_side)
 
     @classmethod
     def for_env(cls, env: gym.Env, max_side: int = MAX_FRAME_SIDE) -> StateRenderer | None:
-        """A renderer for ``env``, or ``None`` if it has no re-renderable state."""
+        """A renderer for ``env``, or ``None`` if it has no re-renderable state.
+
+        Raises:
+            ImportError: ``env`` is a classic-control env and pygame is not installed.
+        """
         return cls._for_spec(env.spec, max_side)
 
     @classmethod
@@ -94,7 +109,11 @@ class StateRenderer:
             return None
 
     def capture_vec(self, venv: VecEnv) -> np.ndarray:
-        """Render states ``(n_envs, state_size)`` of the sub-envs (one call, even across processes)."""
+        """Render states ``(n_envs, state_size)`` float32 of the sub-envs (one call, even across processes).
+
+        Raises:
+            ValueError: The sub-envs' state does not have the size of the registered env's.
+        """
         base = venv.unwrapped
         if isinstance(base, DummyVecEnv):  # same process: read the states directly (~4x cheaper)
             return self._checked(np.array([self._state_of(env) for env in base.envs], dtype=np.float32))
@@ -104,7 +123,11 @@ class StateRenderer:
         return self._checked(np.array(venv.get_attr("state"), dtype=np.float32).reshape(venv.num_envs, -1))
 
     def capture(self, env: gym.Env) -> np.ndarray:
-        """Render state ``(1, state_size)`` of one env."""
+        """Render state ``(1, state_size)`` float32 of one env.
+
+        Raises:
+            ValueError: The env's state does not have the size of the registered env's.
+        """
         return self._checked(np.array([self._state_of(env)], dtype=np.float32))
 
     def _state_of(self, env: gym.Env) -> np.ndarray:
@@ -121,7 +144,7 @@ class StateRenderer:
         return states
 
     def render(self, states: np.ndarray) -> np.ndarray:
-        """Frames ``(len(states), height, width, 3)`` uint8 of the given render states."""
+        """Frames ``(len(states), height, width, 3)`` uint8 of render states ``(n, state_size)``."""
         unwrapped: Any = self._env.unwrapped
         if self._viewer is not None:
             # Gymnasium switches OpenGL contexts only between one env's own viewers: with other MuJoCo
@@ -156,6 +179,17 @@ def _kind_of(unwrapped: Any) -> str | None:
     except (ImportError, gym.error.DependencyNotInstalled):  # no mujoco: this env is not a MuJoCo one
         return None
     return _MUJOCO if isinstance(unwrapped, MujocoEnv) else None
+
+
+def _require_pygame(env_id: str) -> None:
+    """Fail with the pip extra to install when pygame, which draws classic control, is missing.
+
+    ``find_spec`` looks without importing: pygame's import prints a banner and starts SDL.
+    """
+    if importlib.util.find_spec("pygame") is None:
+        raise ImportError(
+            f'clips of {env_id} are drawn by pygame, which is not installed: pip install "prefwrap[human]"'
+        )
 
 
 def _offscreen_viewer(unwrapped: Any, fast: bool) -> Any:

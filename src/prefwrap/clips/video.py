@@ -150,6 +150,9 @@ class SmallRender(gym.Wrapper):
     Args:
         env: The env, created with ``render_mode="rgb_array"``.
         max_side: Largest height or width of the returned frames.
+
+    Raises:
+        ValueError: ``max_side`` is below 1.
     """
 
     def __init__(self, env: gym.Env, max_side: int = 256) -> None:

@@ -88,30 +88,7 @@ def export_queries(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for query in queries:
-        left = clip_frames(query.left, query_id=query.query_id)
-        right = clip_frames(query.right, query_id=query.query_id)
-        clip = side_by_side(left, right, scale=int(scale))
-        with VideoWriter(out_dir / f"query_{query.query_id:06d}", fps, fmt=fmt, gif_stride=1) as video:
-            for frame in clip:
-                video.add(frame)
-        if video.path is None:
-            raise RuntimeError(
-                f"the clip of query {query.query_id} could not be encoded (see the log): try fmt='gif'"
-            )
-        entries.append(
-            {
-                "query_id": query.query_id,
-                "left_id": query.left.segment_id,
-                "right_id": query.right.segment_id,
-                "clip": video.path.name,
-                "fps": fps,
-                "n_frames": len(clip),
-                "left_length": len(left),
-                "right_length": len(right),
-            }
-        )
+    entries = [_write_query_clip(query, out_dir, fps=fps, fmt=fmt, scale=int(scale)) for query in queries]
     manifest = out_dir / MANIFEST_NAME
     manifest.write_text("".join(json.dumps(entry) + "\n" for entry in entries), encoding="utf-8")
     labels = out_dir / LABELS_NAME
@@ -201,6 +178,32 @@ def side_by_side(left: np.ndarray, right: np.ndarray, *, scale: int = 1) -> np.n
     if scale > 1:
         out = out.repeat(scale, axis=1).repeat(scale, axis=2)
     return out
+
+
+def _write_query_clip(
+    query: Query, out_dir: Path, *, fps: float, fmt: Literal["mp4", "gif"], scale: int
+) -> dict:
+    """Write ``query_<id>.<fmt>`` (left | right) into ``out_dir``; return its manifest entry."""
+    left = clip_frames(query.left, query_id=query.query_id)
+    right = clip_frames(query.right, query_id=query.query_id)
+    clip = side_by_side(left, right, scale=scale)
+    with VideoWriter(out_dir / f"query_{query.query_id:06d}", fps, fmt=fmt, gif_stride=1) as video:
+        for frame in clip:
+            video.add(frame)
+    if video.path is None:  # VideoWriter logged why; the frames are gone, nothing to fall back to
+        raise RuntimeError(
+            f"the clip of query {query.query_id} could not be encoded (see the log): try fmt='gif'"
+        )
+    return {
+        "query_id": query.query_id,
+        "left_id": query.left.segment_id,
+        "right_id": query.right.segment_id,
+        "clip": video.path.name,
+        "fps": fps,
+        "n_frames": len(clip),
+        "left_length": len(left),
+        "right_length": len(right),
+    }
 
 
 def _labels_template(entries: list[dict]) -> str:

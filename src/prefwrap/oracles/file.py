@@ -106,7 +106,8 @@ class FileOracle(BaseOracle):
         self.poll_interval = float(poll_interval)
         self.labeler = labeler
         self.on_error = on_error
-        self.needs_frames = bool(needs_frames)
+        # `or`: a subclass that declares `needs_frames = True` (BaseOracle's way) keeps it.
+        self.needs_frames = bool(needs_frames) or type(self).needs_frames
         self._signature: tuple[int, int] | None = None  # (mtime_ns, size) of the file as last read
         self._answers: dict[int, FileAnswer] = {}
         self._problems: list[LabelProblem] = []

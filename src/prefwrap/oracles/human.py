@@ -45,8 +45,8 @@ class HumanOracle(BaseOracle):
     closing the window = pause. A pause makes :meth:`label` return at once, with ``None`` for the
     queries not answered yet (asked again later); the next call opens the window again.
 
-    The learner connects the oracle to its run (:meth:`connect`): every answer is then stored through the
-    context's ``record_answer`` right after its key press, before the next clip is shown, so no
+    The learner connects the oracle to its run (:meth:`connect`): every answer is then stored through
+    the context's ``record_answer`` right after its key press, before the next clip is shown, so no
     label is lost if training crashes in the middle of a batch.
 
     Args:

@@ -11,15 +11,17 @@ import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 
+from prefwrap.oracles.base import BaseOracle
 from prefwrap.records import Preference, Query, Segment
 
 # Answer codes: RIGHT/LEFT are 0/1 so that a mistake is ``1 - code``.
 _RIGHT, _LEFT, _EQUAL, _SKIP = 0, 1, 2, 3
 _ANSWERS = (Preference.RIGHT, Preference.LEFT, Preference.EQUAL, Preference.SKIP)
 
-# B-Pref's teacher settings (Lee et al., 2021, Sec. 4).
-_PRESETS: dict[str, dict[str, float]] = {
+# B-Pref's teacher settings (Lee et al., 2021, Sec. 4), by B-Pref's teacher names.
+_TEACHERS: dict[str, dict[str, float]] = {
     "oracle": {},
     "stoch": {"beta": 1.0},
     "myopic": {"gamma": 0.9},
@@ -30,33 +32,40 @@ _PRESETS: dict[str, dict[str, float]] = {
 
 
 class _ReturnStats:
-    """Exact running count, mean, variance, min and max of a stream of returns."""
+    """Running count, mean, std, min and max of a stream of returns.
+
+    Mean and variance are SB3's :class:`~stable_baselines3.common.running_mean_std.RunningMeanStd`
+    (Chan et al.'s parallel update, float64); min and max are kept alongside for the thresholds.
+
+    Attributes:
+        min: Lowest return seen; ``inf`` before any.
+        max: Highest return seen; ``-inf`` before any.
+    """
 
     def __init__(self) -> None:
-        self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0  # sum of squared deviations from the mean
+        # epsilon=0: no prior pseudo-count, so the mean and (population) variance are exactly those
+        # of the returns seen, as B-Pref's thresholds and beta scale assume.
+        self._moments = RunningMeanStd(epsilon=0.0)
         self.min = math.inf
         self.max = -math.inf
 
-    def update(self, values: np.ndarray) -> None:
-        """Merge a batch of returns, shape ``(n,)`` (Chan et al.'s parallel update)."""
-        n = values.size
-        if n == 0:
-            return
-        batch_mean = float(values.mean())
-        batch_m2 = float(np.square(values - batch_mean).sum())
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta * delta * self.count * n / total
-        self.count = total
-        self.min = min(self.min, float(values.min()))
-        self.max = max(self.max, float(values.max()))
+    @property
+    def count(self) -> int:
+        """Number of returns seen."""
+        return int(self._moments.count)
 
     @property
     def std(self) -> float:
-        return math.sqrt(self.m2 / self.count) if self.count else 0.0
+        """Population standard deviation of the returns seen; ``0.0`` before any."""
+        return math.sqrt(float(self._moments.var)) if self.count else 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        """Merge a batch of returns, shape ``(n,)`` float64; an empty batch changes nothing."""
+        if values.size == 0:
+            return  # RunningMeanStd would divide by a zero count
+        self._moments.update(values)
+        self.min = min(self.min, float(values.min()))
+        self.max = max(self.max, float(values.max()))
 
 
 def _segment_returns(segments: Sequence[Segment], gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +95,7 @@ def _segment_returns(segments: Sequence[Segment], gamma: float) -> tuple[np.ndar
     return returns, (rewards * weights).sum(axis=1)
 
 
-class SyntheticOracle:
+class SyntheticOracle(BaseOracle):
     """A simulated teacher answering from the segments' true rewards (B-Pref's teachers).
 
     Each query is answered in B-Pref's order, from the returns over the valid steps:
@@ -118,6 +127,10 @@ class SyntheticOracle:
         seed: Seed of the oracle's own random generator.
         labeler: Id stored with each label.
 
+    Raises:
+        ValueError: An argument is out of range, or both a fraction and an absolute threshold are
+            given for skip or equal (the message names the argument and its value).
+
     Example:
         >>> import numpy as np
         >>> from prefwrap.records import Query, Segment
@@ -128,7 +141,7 @@ class SyntheticOracle:
         >>> good, bad = segment(0, [1.0, 1.0]), segment(1, [0.0, 0.5])
         >>> SyntheticOracle().label([Query(0, good, bad), Query(1, bad, good), Query(2, bad, bad)])
         [<Preference.LEFT: 'left'>, <Preference.RIGHT: 'right'>, <Preference.EQUAL: 'equal'>]
-        >>> oracle = SyntheticOracle.preset("mistake", seed=0)
+        >>> oracle = SyntheticOracle.teacher("mistake", seed=0)
         >>> oracle.labeler, oracle.eps
         ('synthetic:mistake', 0.1)
     """
@@ -180,15 +193,21 @@ class SyntheticOracle:
         self._myopic = self._returns if self.gamma == 1.0 else _ReturnStats()  # choice returns: scale
 
     @classmethod
-    def preset(cls, name: str, seed: int | None = None) -> SyntheticOracle:
-        """Build one of B-Pref's teachers, labeled ``"synthetic:<name>"``.
+    def teacher(cls, name: str, seed: int | None = None) -> SyntheticOracle:
+        """Build one of B-Pref's simulated teachers by its B-Pref name, labeled ``"synthetic:<name>"``.
 
-        Names: ``oracle`` (rational), ``stoch`` (``beta=1``), ``myopic`` (``gamma=0.9``),
-        ``mistake`` (``eps=0.1``), ``skip`` (``skip_fraction=0.1``), ``equal`` (``equal_fraction=0.1``).
+        Args:
+            name: ``oracle`` (rational), ``stoch`` (``beta=1``), ``myopic`` (``gamma=0.9``),
+                ``mistake`` (``eps=0.1``), ``skip`` (``skip_fraction=0.1``) or ``equal``
+                (``equal_fraction=0.1``).
+            seed: Seed of the teacher's own random generator.
+
+        Raises:
+            ValueError: ``name`` is not one of B-Pref's teachers (the message lists them).
         """
-        if name not in _PRESETS:
-            raise ValueError(f"unknown preset {name!r}; valid names: {', '.join(_PRESETS)}")
-        return cls(**_PRESETS[name], seed=seed, labeler=f"synthetic:{name}")
+        if name not in _TEACHERS:
+            raise ValueError(f"unknown B-Pref teacher {name!r}; valid names: {', '.join(_TEACHERS)}")
+        return cls(**_TEACHERS[name], seed=seed, labeler=f"synthetic:{name}")
 
     @property
     def effective_skip_threshold(self) -> float:

@@ -155,7 +155,8 @@ def _create_or_check(conn: sqlite3.Connection, target: str) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(segments)")}
     if "terminated" not in columns:
         conn.execute(
-            "ALTER TABLE segments ADD COLUMN terminated INTEGER NOT NULL DEFAULT 0 CHECK (terminated IN (0, 1))"
+            "ALTER TABLE segments ADD COLUMN terminated INTEGER NOT NULL DEFAULT 0 "
+            "CHECK (terminated IN (0, 1))"
         )
     if int(version) < SCHEMA_VERSION:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

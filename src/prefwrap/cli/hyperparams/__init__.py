@@ -126,7 +126,9 @@ class HyperParams:
                 result[key] = LinearSchedule(start=float(value[4:]), end=0.0, end_fraction=1.0)
         noise = {key: result.pop(key) for key in _NOISE_KEYS if key in result}
         if noise.get("noise_type") is not None:
-            result["action_noise"] = _action_noise(noise["noise_type"], noise.get("noise_std", 0.1), action_space)
+            result["action_noise"] = _action_noise(
+                noise["noise_type"], noise.get("noise_std", 0.1), action_space
+            )
         if isinstance(result.get("policy_kwargs"), dict):
             _policy_classes(result["policy_kwargs"])
         return result
@@ -258,7 +260,12 @@ def parse_value(text: str) -> Any:
 
 
 def _literal(node: ast.expr) -> Any:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "dict"
+        and not node.args
+    ):
         return {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg is not None}
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "nn":
         return f"nn.{node.attr}"
@@ -268,5 +275,7 @@ def _literal(node: ast.expr) -> Any:
         values = [_literal(element) for element in node.elts]
         return values if isinstance(node, ast.List) else tuple(values)
     if isinstance(node, ast.Dict):
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True) if k is not None}
+        return {
+            _literal(k): _literal(v) for k, v in zip(node.keys, node.values, strict=True) if k is not None
+        }
     return ast.literal_eval(node)
