@@ -112,7 +112,7 @@ def test_wrappers_that_belong_below_are_refused_before_the_first_step(outer: obj
     wrapper = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=1))
     model = SAC("MlpPolicy", outer(wrapper), learning_starts=10)  # type: ignore[operator]
     callback = PreferenceCallback(wrapper, SyntheticOracle(), total_labels=4, min_segments=4)
-    with pytest.raises(ValueError, match="is above PreferenceRewardWrapper: only VecNormalize"):
+    with pytest.raises(ValueError, match="is above PreferenceRewardWrapper: only VecNormalize, VecTranspose"):
         model.learn(100, callback=callback)
     assert model.num_timesteps == 0
 

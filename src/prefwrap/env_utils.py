@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import (
     VecEnvWrapper,
     VecFrameStack,
     VecNormalize,
+    VecTransposeImage,
     VecVideoRecorder,
     unwrap_vec_wrapper,
 )
@@ -29,10 +30,16 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-ALLOWED_ABOVE: tuple[type[VecEnvWrapper], ...] = (VecNormalize, VecVideoRecorder, VecCheckNan)
-"""VecEnv wrappers that may sit above the preference wrapper: they pass the learned reward and the
-observations the reward model sees through to the agent and its buffers (``VecNormalize`` hands SB3
-the original, unnormalised observations and rewards for replay buffers). Every other wrapper goes below:
+ALLOWED_ABOVE: tuple[type[VecEnvWrapper], ...] = (
+    VecNormalize,
+    VecTransposeImage,
+    VecVideoRecorder,
+    VecCheckNan,
+)
+"""VecEnv wrappers that may sit above the preference wrapper: they pass the learned reward through to
+the agent, and replay buffers can be relabelled from what they store (``VecNormalize`` hands SB3 the
+original, unnormalised observations and rewards; ``VecTransposeImage``, which SB3 adds itself above
+channel-last images, is undone when relabelling). Every other wrapper goes below:
 one that changes observations (``VecFrameStack``, ``VecTransposeImage``…) would make the agent's
 buffers hold observations the reward model never saw, and ``VecMonitor`` above would log the learned
 return as ``rollout/ep_rew_mean``."""

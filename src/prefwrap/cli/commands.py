@@ -1,0 +1,205 @@
+"""``prefwrap label``, ``export``, ``plot`` and ``eval``: the commands that work on an existing run directory.
+
+Each returns the exit status and raises :class:`~prefwrap.cli.config.UsageError` for anything the
+user can fix (a directory that is not a run, a run without clips, a missing extra or display).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prefwrap.cli.config import TrainConfig, UsageError
+from prefwrap.cli.display import check_display
+from prefwrap.cli.plots import plot_run
+from prefwrap.cli.run_dir import RunDir, RunDirError, open_run_dir, read_json, write_json
+from prefwrap.store import PreferenceStore
+
+if TYPE_CHECKING:
+    from prefwrap.cli.build import Setup
+    from prefwrap.reward.learned import LearnedReward
+
+NO_CLIPS = "only runs trained with --oracle human or --oracle file:PATH record clips"
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    """``prefwrap label DIR``: answer the run's pending queries in a pygame window.
+
+    Raises:
+        UsageError: No store in DIR, no display, no pygame, or queries without clips.
+    """
+    run = _run_with_store(args.run_dir)
+    check_display("prefwrap label")
+    try:
+        from prefwrap.oracles.human import run_labeling_session
+        from prefwrap.clips.frames import clip_frames, import_pygame
+
+        import_pygame()
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    with PreferenceStore(run.store) as store:
+        pending = store.pending_queries()
+        if pending:
+            try:
+                clip_frames(pending[0].left)
+            except ValueError:
+                raise UsageError(f"the queries of {run.path} have no frames to show: {NO_CLIPS}") from None
+    print(
+        f"{len(pending)} queries pending in {run.store}. Keys: left/right arrow = that clip is better, "
+        "up or space = equal, down = can't tell, r = replay, Esc = stop."
+    )
+    try:
+        written = run_labeling_session(
+            run.store,
+            fps=args.fps,
+            labeler=args.labeler,
+            stop_when_empty=args.exit_when_done,
+            scale=args.scale,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except Exception as error:
+        if type(error).__module__.startswith("pygame"):
+            raise UsageError(f"cannot open the labeling window ({error}): it needs a display") from None
+        raise
+    print(
+        f"{written} labels written to {run.store}; a running trainer picks them up at its next rollout, "
+        f"a stopped one with: prefwrap train --resume {run.path}"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``prefwrap export DIR``: write the pending queries as side-by-side clips and a manifest.
+
+    Raises:
+        UsageError: No store in DIR, a bad ``--scale``/``--fps``, or queries without clips.
+    """
+    from prefwrap.oracles.export import export_queries
+
+    run = _run_with_store(args.run_dir)
+    if args.scale < 1:
+        raise UsageError(f"--scale must be at least 1, got {args.scale}")
+    if args.fps is not None and not args.fps > 0:
+        raise UsageError(f"--fps must be positive, got {args.fps}")
+    with PreferenceStore(run.store) as store:
+        queries = store.pending_queries()
+        fps = args.fps or float(store.get_meta("render_fps") or 20.0)
+    if not queries:
+        print(f"No pending queries in {run.store}: nothing to export.")
+        return 0
+    out = Path(args.out) if args.out else run.path / "queries"
+    try:
+        manifest = export_queries(queries, out, fps=fps, fmt=args.format, scale=args.scale)
+    except ValueError as error:
+        raise UsageError(f"cannot export the queries of {run.path}: {error} ({NO_CLIPS})") from None
+    oracle = str((read_json(run.config) or {}).get("oracle", ""))
+    print(f"Wrote {len(queries)} clips and {manifest}.")
+    if oracle.startswith("file:"):
+        print(
+            f"Write the answers to {oracle[5:]} (one JSON line per query, see docs/oracles-file.md); the "
+            f"run reads them as they arrive, or on: prefwrap train --resume {run.path}"
+        )
+    else:
+        print(
+            f"Fill in {out / 'labels.jsonl'} (see docs/oracles-file.md) and read it back with "
+            "prefwrap.oracles.export.import_labels."
+        )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    """``prefwrap plot DIR``: redraw the run's figures from its logs and evaluation data.
+
+    Raises:
+        UsageError: DIR is not a run directory, or no episode has finished yet.
+    """
+    run, config = _open_run(args.run_dir)
+    summary = read_json(run.summary) or {
+        "title": f"{str(config.get('algo', '')).upper()} on {config['env_id']}, reward learned from "
+        f"{config.get('oracle')} preferences"
+    }
+    paths = plot_run(run, summary)
+    if not paths:
+        raise UsageError(f"nothing to plot in {run.path} yet: no finished episode in {run.logs}")
+    for path in paths:
+        print(f"plot: {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """``prefwrap eval DIR``: evaluate the saved policy on the true reward and record a video.
+
+    Raises:
+        UsageError: DIR is not a run directory or has no policy yet, ``--episodes`` below 1, or the
+            run's env or device is not usable here.
+    """
+    # The training stack is imported here, not at the top: label, export and plot do not need it.
+    from prefwrap.cli import build
+    from prefwrap.cli.evaluate import HeldOut, evaluate_run, label_counts
+    from prefwrap.cli.hyperparams import algorithm_class
+    from prefwrap.cli.report import print_summary
+
+    run, stored = _open_run(args.run_dir)
+    if not run.policy.is_file():
+        raise UsageError(
+            f"{run.path} has no policy yet ({run.policy.name}): train it, or resume it with "
+            f"prefwrap train --resume {run.path}"
+        )
+    if args.episodes is not None and args.episodes < 1:
+        raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
+    config = TrainConfig.from_record(stored)
+    info = build.probe_env(config.env_id, build.parse_pairs(config.env_kwargs, "--env-kwargs"))
+    params = build.resolve_hyperparams(config, info, str(run.config))
+    config.eval_episodes = args.episodes or config.eval_episodes
+    setup = build.Setup(config, info, params, build.torch_device(args.device, args.threads))
+    model = algorithm_class(config.algo).load(str(run.policy), device=setup.device)
+    held_out = HeldOut(_saved_reward(setup, run), int(stored.get("segment_length") or 25))
+    print(f"Evaluating {run.policy} on the true reward: {config.eval_episodes} episode(s)...")
+    evaluation = evaluate_run(
+        setup, run, model, held_out, video=not args.no_video, deterministic=not args.stochastic
+    )
+    summary = (read_json(run.summary) or {}) | evaluation
+    if run.store.is_file():
+        with PreferenceStore(run.store) as store:
+            summary.update(label_counts(store, config.labels))
+            summary["pending"] = len(store.pending_queries(with_frames=False))
+    summary["steps"] = int(model.num_timesteps)
+    summary.setdefault(
+        "train_seconds", round(sum(s.get("train_seconds", 0.0) for s in stored.get("sessions", [])), 1)
+    )
+    summary["plots"] = [str(path) for path in plot_run(run, summary)]
+    write_json(run.summary, summary)
+    print_summary(summary, run)
+    return 0
+
+
+def _saved_reward(setup: Setup, run: RunDir) -> LearnedReward | None:
+    """The run's fitted reward model, loaded for the env's spaces; ``None`` if none was saved."""
+    from prefwrap.cli.build import make_base_env
+    from prefwrap.reward.learned import LearnedReward
+
+    if not run.reward_model.is_file():
+        return None
+    space_env = make_base_env(setup, 1, setup.config.seed)
+    try:
+        return LearnedReward.load(run.reward_model, space_env.observation_space, space_env.action_space)
+    finally:
+        space_env.close()
+
+
+def _open_run(path: str) -> tuple[RunDir, dict[str, Any]]:
+    try:
+        return open_run_dir(path)
+    except RunDirError as error:
+        raise UsageError(str(error)) from None
+
+
+def _run_with_store(path: str) -> RunDir:
+    run = RunDir(Path(path))
+    if not run.store.is_file():
+        raise UsageError(
+            f"{run.path} has no preference store ({run.store.name}): give a run directory of prefwrap train"
+        )
+    return run
