@@ -14,9 +14,9 @@ from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
 
 from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+from prefwrap.image_segment_buffer import ImageSegmentBuffer
 from prefwrap.presets import atari_preset
 from prefwrap.reward.cnn import CnnRewardEnsemble
-from prefwrap.image_segment_buffer import ImageSegmentBuffer
 
 ale_py = pytest.importorskip("ale_py", reason="Atari needs the atari extra: pip install prefwrap[atari]")
 

@@ -12,9 +12,9 @@ from gymnasium.wrappers import FrameStackObservation
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecTransposeImage
 
 from prefwrap.env_utils import frame_stack_of
+from prefwrap.image_segment_buffer import ImageSegmentBuffer
 from prefwrap.records import Preference, Query
 from prefwrap.reward.dataset import PreferenceDataset
-from prefwrap.image_segment_buffer import ImageSegmentBuffer
 from prefwrap.segment_buffer import SegmentBuffer
 from prefwrap.wrapper import PreferenceRewardWrapper
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prefwrap.schedule import UniformLabelSchedule, DecayingSchedule, LabelSchedule
+from prefwrap.schedule import DecayingSchedule, LabelSchedule, UniformLabelSchedule
 
 TOTAL_STEPS = 1_000_000
 

@@ -17,8 +17,8 @@ from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnvWrapper
 
-from prefwrap.reward.learned import LearnedReward
 from prefwrap.recording import default_segment_length
+from prefwrap.reward.learned import LearnedReward
 from prefwrap.wrapper import EnvPreferenceRewardWrapper, PreferenceRewardWrapper, VecPreferenceRewardWrapper
 
 VEC_ENV_CLASSES = [DummyVecEnv, SubprocVecEnv]

@@ -32,8 +32,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     run = _run_with_store(args.run_dir)
     check_display("prefwrap label")
     try:
-        from prefwrap.oracles.human import run_labeling_session
         from prefwrap.clips.frames import clip_frames, import_pygame
+        from prefwrap.oracles.human import run_labeling_session
 
         import_pygame()
     except ImportError as error:
