@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -17,6 +18,8 @@ from prefwrap.cli import main
 from prefwrap.store import PreferenceStore
 
 # Pendulum-v1 records 30-step segments; these settings keep a run to a few seconds.
+HAS_PYGAME = importlib.util.find_spec("pygame") is not None
+
 TINY = [
     "--n-envs", "1",
     "--hyperparams", "n_steps=256", "batch_size=64", "n_epochs=2",
@@ -81,7 +84,8 @@ def test_train_writes_the_documented_run_directory(trained_run: Path) -> None:
     for png in trained_run.glob("plots/*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     videos = list(trained_run.glob("videos/policy.*"))
-    assert len(videos) == 1 and videos[0].suffix in (".mp4", ".gif") and videos[0].stat().st_size > 1000
+    if HAS_PYGAME:  # Gymnasium draws Pendulum with pygame; without it the run says so and has no video
+        assert len(videos) == 1 and videos[0].suffix in (".mp4", ".gif") and videos[0].stat().st_size > 1000
 
     config = json.loads((trained_run / "config.json").read_text())
     assert config["env_id"] == "Pendulum-v1" and config["algo"] == "ppo" and config["seed"] == 0
@@ -114,7 +118,7 @@ def test_eval_evaluates_the_saved_policy_with_a_video(
     assert main(["eval", str(trained_run), "--episodes", "2"]) == 0
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["policy_return"]["episodes"] == 2 and summary["labels"] == 12
-    assert list(trained_run.glob("videos/policy.*"))
+    assert list(trained_run.glob("videos/policy.*")) or not HAS_PYGAME
     assert "true return, trained policy" in capsys.readouterr().out
 
 
@@ -124,6 +128,7 @@ def test_export_with_nothing_pending_says_so(trained_run: Path, capsys: pytest.C
 
 
 def test_file_oracle_run_exports_its_pending_queries_as_clips(tmp_path: Path) -> None:
+    pytest.importorskip("pygame", reason="Pendulum clips are drawn by pygame: pip install prefwrap[human]")
     labels_file = tmp_path / "answers.jsonl"  # never written: every query stays pending
     run = tmp_path / "run"
     argv = [

@@ -205,3 +205,28 @@ def test_seeded_runs_repeat_exactly_in_fresh_processes() -> None:
     first, second = (run.stdout.strip().splitlines()[-1] for run in runs)
     assert '"labels": [[' in first  # labels were collected
     assert first == second
+
+
+def test_ars_is_refused_because_it_ranks_candidates_by_the_true_return() -> None:
+    from sb3_contrib import ARS
+
+    venv = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=1))
+    model = ARS("LinearPolicy", venv, n_delta=2)
+    callback = PreferenceCallback(venv, SyntheticOracle(), total_labels=4, min_segments=4)
+    with pytest.raises(ValueError, match="ARS ranks its candidate policies"):
+        model.learn(400, callback=callback)
+    assert model.num_timesteps == 0
+
+
+def test_a_refit_under_no_grad_still_trains() -> None:
+    import torch
+
+    venv = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0)
+    callback = PreferenceCallback(venv, SyntheticOracle(seed=0), total_labels=8, min_segments=8, seed=0)
+    PPO("MlpPolicy", venv, n_steps=128, batch_size=128, n_epochs=1, seed=0).learn(256, callback=callback)
+    before = [p.detach().clone() for p in venv.learned_reward.model.parameters()]
+    callback.learner._labels_since_fit = 1  # as if a label had just arrived
+    with torch.no_grad():  # sb3-contrib's ARS calls its callbacks so
+        assert callback.learner.refit() is not None
+    after = list(venv.learned_reward.model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))

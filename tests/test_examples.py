@@ -32,7 +32,11 @@ CASES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {  # most expensive f
         ("ale_py", "prefwrap.reward.cnn"),
     ),
     "sac_relabeling.py": ({"PREFWRAP_STEPS": "1200", "PREFWRAP_LABELS": "8"}, ()),
-    "labels_from_file.py": ({"PREFWRAP_STEPS": "2048", "PREFWRAP_LABELS": "6", "PREFWRAP_N_ENVS": "1"}, ()),
+    # its clips of Pendulum are drawn by Gymnasium's pygame renderer
+    "labels_from_file.py": (
+        {"PREFWRAP_STEPS": "2048", "PREFWRAP_LABELS": "6", "PREFWRAP_N_ENVS": "1"},
+        ("pygame",),
+    ),
     "human_labeling.py": (
         {
             "PREFWRAP_STEPS": "2048",

@@ -176,7 +176,7 @@ def test_answers_given_through_record_answer_are_stored_once() -> None:
 
     oracle = EagerOracle()
     learner = make_learner(recorded_wrapper(60), oracle, total_labels=20)
-    assert oracle.context is not None and oracle.context.store_path == learner.store.path
+    assert oracle.context is not None and oracle.context.store_path == ":memory:"
     learner.collect_labels(0, TOTAL_STEPS)
     assert oracle.progress == ("0 / 20 labels, 5 queries waiting",)
     assert learner.n_labels == learner.store.n_labels() == 5

@@ -8,6 +8,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sb3_contrib import ARS
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
@@ -104,6 +105,12 @@ class PreferenceCallback(BaseCallback):
         check_layers_above(self.model.get_env(), self.wrapper)
         if isinstance(getattr(self.model, "replay_buffer", None), HerReplayBuffer):
             raise ValueError(HER_REFUSAL)
+        if isinstance(self.model, ARS):
+            raise ValueError(
+                "ARS ranks its candidate policies by the episode returns Monitor records, i.e. the env's "
+                "TRUE reward, not the reward the wrapper returns: use PPO, A2C, TRPO, SAC, TD3, DQN, "
+                "TQC, QR-DQN or CrossQ with PreferenceCallback."
+            )
 
     def _on_training_start(self) -> None:
         # SB3's _total_timesteps is this learn() call's end; an explicit total_timesteps spans the chunks

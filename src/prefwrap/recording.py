@@ -86,15 +86,9 @@ class SegmentRecording:
         elif reward_model is not None:
             self.learned_reward = LearnedReward.load(reward_model, observation_space, action_space, device)
         else:
+            options = {"n_members": n_members, "hidden_sizes": hidden_sizes, "use_actions": use_actions}
             self.learned_reward = LearnedReward(
-                observation_space,
-                action_space,
-                n_members=n_members,
-                hidden_sizes=hidden_sizes,
-                use_actions=use_actions,
-                reward_std=reward_std,
-                device=device,
-                seed=seed,
+                observation_space, action_space, reward_std=reward_std, device=device, seed=seed, **options
             )
         encoder = self.learned_reward.encoder
         self.segment_length = segment_length or default_segment_length(observation_space, dt)

@@ -76,5 +76,7 @@ def _to_space_layout(observations: SpaceBatch, space: spaces.Space) -> SpaceBatc
         return np.moveaxis(observations, 1, -1)
     raise ValueError(
         f"buffer observations of shape {observations.shape[1:]} do not match the preference wrapper's "
-        f"{space.shape}: put PreferenceRewardWrapper outermost, after VecFrameStack."
+        f"{space.shape}: a wrapper above PreferenceRewardWrapper changes observations; only "
+        "prefwrap.env_utils.ALLOWED_ABOVE may sit above it, e.g. VecNormalize(PreferenceRewardWrapper("
+        "VecFrameStack(venv, n)))."
     )

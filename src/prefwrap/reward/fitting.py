@@ -107,6 +107,7 @@ class RewardFitter:
         self._rng = np.random.default_rng(seed)
         self._weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
 
+    @torch.enable_grad()  # callers may run under no_grad (sb3-contrib's ARS evaluates candidates so)
     def fit(self, dataset: PreferenceDataset, epochs: int | None = None) -> FitReport:
         """Refit on all labels in ``dataset``; returns losses and accuracy after the refit."""
         if len(dataset) == 0:
