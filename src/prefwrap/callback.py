@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -14,6 +15,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
+from prefwrap.diagnostics import CORRELATION_WARNING, DISAGREEMENT_WARNING
 from prefwrap.env_utils import check_layers_above, find_preference_wrapper
 from prefwrap.learner import PreferenceLearner
 from prefwrap.oracles.base import Oracle
@@ -88,6 +90,7 @@ class PreferenceCallback(BaseCallback):
         self.relabel = relabel
         self.total_timesteps = total_timesteps
         self._total_timesteps = 0
+        self._warned: set[str] = set()
 
     def _init_callback(self) -> None:
         try:
@@ -153,8 +156,38 @@ class PreferenceCallback(BaseCallback):
 
     def _log(self, disagreement: float) -> None:
         self.learner.log_to(self.logger.record)
+        signals = self.learner.reward_diagnostics()
+        for key, value in signals.items():
+            if np.isfinite(value):
+                self.logger.record(f"pref/{key}", value)
+        self._warn_about_hacking(signals)
         if not np.isnan(disagreement):
             self.logger.record("pref/disagreement", disagreement)
         if self.wrapper.episode_true_returns:
             self.logger.record("pref/true_ep_return", float(np.mean(self.wrapper.episode_true_returns)))
             self.logger.record("pref/learned_ep_return", float(np.mean(self.wrapper.episode_learned_returns)))
+
+    def _warn_about_hacking(self, signals: dict[str, float]) -> None:
+        """One line, once per kind, when a reward-hacking signal crosses its threshold."""
+        ratio, correlation = signals["disagreement_ratio"], signals["learned_true_corr"]
+        messages = {}
+        if ratio > DISAGREEMENT_WARNING:
+            messages["disagreement"] = (
+                f"the reward ensemble disagrees {ratio:.1f}x more on the policy's recent segments than on "
+                "labelled ones: the policy may exploit the learned reward where it is unsure; queries now "
+                "focus on recent segments (pref/disagreement_ratio)"
+            )
+        if correlation < CORRELATION_WARNING:
+            messages["correlation"] = (
+                f"learned and true episode returns correlate at {correlation:.2f}: the policy may be "
+                "exploiting the learned reward (pref/learned_true_corr)"
+            )
+        for kind, message in messages.items():
+            if kind in self._warned:
+                continue
+            self._warned.add(kind)
+            line = f"[prefwrap] step {self.num_timesteps}: {message}"
+            if self.verbose >= 1:  # the CLI: one plain line
+                print(line, file=sys.stderr)
+            else:
+                warnings.warn(line, stacklevel=2)

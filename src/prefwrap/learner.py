@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from prefwrap.diagnostics import DISAGREEMENT_WARNING, disagreement_ratio, return_correlation
 from prefwrap.oracles.base import Oracle, OracleContext, oracle_hooks
 from prefwrap.records import Preference, Query, Segment
 from prefwrap.reward.dataset import PreferenceDataset
@@ -138,6 +139,7 @@ class PreferenceLearner:
             seed=seed,
         )
         self._rng = np.random.default_rng(seed)
+        self.focus_recent = False  # set by reward_diagnostics when the policy leaves the labelled region
         self._pending: list[Query] = self.store.pending_queries()
         self._labels_read = 0
         self._labels_since_fit = 0
@@ -290,8 +292,13 @@ class PreferenceLearner:
         return queries, disagreement
 
     def _candidate_pairs(self, n_rows: int, n_candidates: int) -> np.ndarray:
-        """Up to ``n_candidates`` distinct unordered pairs of distinct rows, ``(P, 2)``."""
+        """Up to ``n_candidates`` distinct unordered pairs of distinct rows, ``(P, 2)`` (rows newest
+        last). With :attr:`focus_recent`, half of the pairs take one segment from the newest tenth."""
         left = self._rng.integers(0, n_rows, size=n_candidates)
+        if self.focus_recent:
+            recent = max(2, n_rows // 10)
+            half = n_candidates // 2
+            left[:half] = n_rows - 1 - self._rng.integers(0, recent, size=half)
         right = (left + self._rng.integers(1, n_rows, size=n_candidates)) % n_rows
         pairs = np.sort(np.stack([left, right], axis=1), axis=1)
         _, first = np.unique(pairs, axis=0, return_index=True)
@@ -319,6 +326,37 @@ class PreferenceLearner:
                 ).cpu()
             )
         return torch.cat(returns, dim=1)
+
+    def reward_diagnostics(self, n_segments: int = 64) -> dict[str, float]:
+        """Reward-hacking signals (see :mod:`prefwrap.diagnostics`); also sets :attr:`focus_recent`.
+
+        Returns:
+            ``{"learned_true_corr": ..., "disagreement_ratio": ...}``, nan where not yet defined.
+        """
+        wrapper = self.wrapper
+        signals = {
+            "learned_true_corr": return_correlation(
+                np.array(wrapper.episode_true_returns), np.array(wrapper.episode_learned_returns)
+            ),
+            "disagreement_ratio": float("nan"),
+        }
+        if wrapper.learned_reward.fitted and len(self.dataset) and wrapper.segments.size >= 2:
+            policy = self._member_returns(wrapper.segments.newest_rows(n_segments))
+            signals["disagreement_ratio"] = disagreement_ratio(
+                policy, self._labelled_member_returns(n_segments)
+            )
+        self.focus_recent = signals["disagreement_ratio"] > DISAGREEMENT_WARNING
+        return signals
+
+    @torch.no_grad()
+    def _labelled_member_returns(self, n_segments: int) -> torch.Tensor:
+        """``(E, S)`` predicted returns of the newest ``n_segments`` labelled segments."""
+        tensors = {key: value[-n_segments:] for key, value in self.dataset.segment_tensors().items()}
+        model = self.wrapper.learned_reward.model
+        model.eval()
+        device = self.wrapper.learned_reward.device
+        inputs = (tensors[key].to(device) for key in ("observations", "actions", "mask", "absorbing"))
+        return segment_returns(model, *inputs).cpu()
 
     def log_to(self, record: Callable[[str, float], None]) -> None:
         """Record the learner's state with an SB3-style ``record(key, value)`` function under ``pref/``."""
