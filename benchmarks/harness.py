@@ -260,6 +260,7 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     from stable_baselines3.common.utils import set_random_seed
 
     from prefwrap import DecayingSchedule, PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+    from prefwrap.cli.hyperparams import HyperParams
 
     torch.set_num_threads(1)
     seed = job["seed"]
@@ -268,6 +269,8 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     n_envs = config.pop("n_envs")
     normalize = config.pop("normalize", False)
     venv = make_env(job["env"], n_envs, seed, job["env_kwargs"], normalize)
+    # zoo notation ("lin_3e-4", "nn.ReLU") -> objects, as `prefwrap train` does
+    config = HyperParams(model_kwargs=config).algorithm_kwargs(venv.action_space)
     callbacks = []
     preference = None
     if job["kind"] in ("rlhf", "zero"):
