@@ -127,14 +127,16 @@ def test_export_with_nothing_pending_says_so(trained_run: Path, capsys: pytest.C
     assert "No pending queries" in capsys.readouterr().out
 
 
-def test_file_oracle_run_exports_its_pending_queries_as_clips(tmp_path: Path) -> None:
+def test_file_oracle_run_exports_its_pending_queries_as_clips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("pygame", reason="Pendulum clips are drawn by pygame: pip install prefwrap[human]")
     labels_file = tmp_path / "answers.jsonl"  # never written: every query stays pending
     run = tmp_path / "run"
     argv = [
         "train",
         "--oracle",
-        f"file:{labels_file}",
+        f"file:{labels_file}:nowait",  # go on without answers (the default waits for them)
         "--steps",
         "512",
         "--labels",
@@ -143,11 +145,15 @@ def test_file_oracle_run_exports_its_pending_queries_as_clips(tmp_path: Path) ->
         str(run),
     ]
     assert main([*argv, *TINY, "--no-video"]) == 0
+    out = capsys.readouterr().out
+    assert f"queries wait for answers in {labels_file}" in out and f"prefwrap export {run}" in out
+    assert "Training goes on without them" in out
     with PreferenceStore(run / "preferences.sqlite") as store:
         pending = store.pending_queries(with_frames=False)
     assert pending and not stored_labels(run / "preferences.sqlite")
 
     assert main(["export", str(run), "--format", "gif"]) == 0
+    assert f"Write the answers to {labels_file} " in capsys.readouterr().out  # the path, not ":nowait"
     manifest = [json.loads(line) for line in (run / "queries/manifest.jsonl").read_text().splitlines()]
     assert [entry["query_id"] for entry in manifest] == [query.query_id for query in pending]
     assert all((run / "queries" / entry["clip"]).is_file() for entry in manifest)
@@ -168,6 +174,48 @@ def test_label_opens_the_labeling_session_on_the_run_store(
     assert main(["label", str(trained_run), "--exit-when-done", "--labeler", "alice"]) == 0
     assert calls[0][0] == trained_run / "preferences.sqlite"
     assert calls[0][1]["labeler"] == "alice" and calls[0][1]["stop_when_empty"] is True
+
+
+def test_file_oracle_waits_for_the_answers_and_says_how_to_give_them(tmp_path: Path) -> None:
+    pytest.importorskip("pygame", reason="Pendulum clips are drawn by pygame: pip install prefwrap[human]")
+    labels_file, run = tmp_path / "answers.jsonl", tmp_path / "run"  # the file does not exist yet
+    argv = ["train", "--oracle", f"file:{labels_file}", "--steps", "1024", "--labels", "4",
+            "--run-dir", str(run), *TINY, "--no-video"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefwrap", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        lines = []
+        for line in process.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Training waits" in line:
+                break
+        announcement = "".join(lines[-3:])
+        assert f"for answers in {labels_file}" in announcement
+        assert f"prefwrap export {run}" in announcement
+        time.sleep(2.0)
+        assert process.poll() is None  # no answer: training waits instead of going on untrained
+        with PreferenceStore(run / "preferences.sqlite") as store:
+            assert not store.labels()
+        answered: set[int] = set()
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            with PreferenceStore(run / "preferences.sqlite") as store:
+                pending = [q.query_id for q in store.pending_queries(with_frames=False)]
+            with labels_file.open("a", encoding="utf-8") as file:
+                for query_id in set(pending) - answered:
+                    file.write(json.dumps({"query_id": query_id, "label": "left"}) + "\n")
+                    answered.add(query_id)
+            time.sleep(0.2)
+        rest = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0, rest[-3000:]
+    assert len(stored_labels(run / "preferences.sqlite")) == 4  # trained on every label it asked for
 
 
 # ---------------------------------------------------------------------------------------- resume
@@ -287,6 +335,40 @@ def test_bad_run_directory_use_exits_with_one_line(
         main(extra(trained_run))
     assert exit_info.value.code == 2
     assert_one_line_error(capsys.readouterr().err, fragment)
+
+
+def test_a_malformed_labels_file_is_one_line_and_the_resume_command(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"left": 1, "right": 2, "label": "left"}\nnot json\n', encoding="utf-8")
+    run = tmp_path / "run"
+    progress_bar_on = [arg for arg in TINY if arg != "--no-progress-bar"]  # tqdm/rich must close cleanly
+    argv = ["train", "--oracle", f"file:{bad}", "--steps", "3000", "--labels", "10", "--run-dir", str(run),
+            *progress_bar_on, "--no-video"]  # fmt: skip
+    result = prefwrap(*argv)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("prefwrap train: error: 3 problem(s) in labels file: ")
+    assert f"{bad}:2: invalid JSON: Expecting value (column 1)" in lines[0]
+    assert lines[1].endswith(f"prefwrap train --resume {run}")
+    assert (run / "checkpoint.json").is_file()  # the resume goes on from where it stopped
+
+    debug = prefwrap("train", "--resume", str(run), "--no-progress-bar", env={"PREFWRAP_DEBUG": "1"})
+    assert debug.returncode == 1
+    assert "Traceback (most recent call last)" in debug.stderr and "LabelFileError" in debug.stderr
+    assert debug.stderr.rstrip().endswith(f"prefwrap train --resume {run}")
+
+    flag = prefwrap("train", "--resume", str(run), "--no-progress-bar", "--debug")
+    assert flag.returncode == 1 and "Traceback (most recent call last)" in flag.stderr
+
+
+def test_an_unexpected_error_names_its_type() -> None:
+    from prefwrap.cli.config import one_line
+
+    assert one_line(KeyError("x")) == "KeyError: 'x'"
+    assert one_line(ValueError("bad\n  a\n  b")) == "bad a; b"
+    assert one_line(RuntimeError()) == "RuntimeError"
 
 
 def test_cuda_without_a_gpu_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

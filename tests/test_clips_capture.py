@@ -279,3 +279,138 @@ def test_docstring_example_runs() -> None:
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------ several wrappers in one long-lived process
+
+# Runs in a fresh interpreter: OpenGL state must not leak into (or from) the other tests.
+MANY_WRAPPERS = """
+    import gc, itertools, os
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import numpy as np
+    from stable_baselines3.common.env_util import make_vec_env
+    from prefwrap import PreferenceRewardWrapper
+
+    ORDERS = None  # which two of a, b, c go, in order (filled in by the test)
+    ENVS = {"a": "HalfCheetah-v5", "b": "Pendulum-v1", "c": "HalfCheetah-v5", "d": "HalfCheetah-v5"}
+
+    def make(env_id):
+        wrapper = PreferenceRewardWrapper(
+            make_vec_env(env_id, n_envs=1, seed=0), record_frames="state", segment_length=5
+        )
+        rng = np.random.default_rng(0)
+        wrapper.reset()
+        low, high = wrapper.action_space.low, wrapper.action_space.high
+        for _ in range(wrapper.segment_length):
+            wrapper.step(rng.uniform(low, high, size=(1, *low.shape)).astype(np.float32))
+        return wrapper
+
+    def problem(name, wrapper):
+        frames = wrapper.segments.segment(0).frames  # re-rendered now, from the recorded states
+        moved = np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean()
+        if frames.std() < 5 or moved < 0.05:  # Pendulum: a thin rod on white, std ~17
+            return f"{name} ({ENVS[name]}): pixel std {frames.std():.1f}, first-last change {moved:.2f}"
+
+    failures, n_checks = [], 0
+    # every order of closing or dropping two of three wrappers, with a new one made in between
+    for kinds in itertools.product("xg", repeat=2):  # x: close(); g: del + gc.collect()
+        for order in ORDERS:
+            ops = ["+a", "+b", "+c", kinds[0] + order[0], "+d", kinds[1] + order[1]]
+            alive = {}
+            for op in ops:
+                verb, name = op
+                if verb == "+":
+                    alive[name] = make(ENVS[name])
+                else:
+                    wrapper = alive.pop(name)
+                    if verb == "x":
+                        wrapper.close()
+                    del wrapper
+                    gc.collect()
+                if verb == "+" and op != ops[-2]:
+                    continue  # check after every close or drop, and once all are made
+                for other, wrapper in alive.items():
+                    n_checks += 1
+                    found = problem(other, wrapper)
+                    if found:
+                        failures.append(f"{' '.join(ops)} | after {op}: {found}")
+            for wrapper in alive.values():
+                wrapper.close()
+    print("\\n".join(failures) or f"OK {n_checks}")
+"""
+
+
+@pytest.mark.usefixtures("needs_mujoco", "needs_pygame")
+@pytest.mark.parametrize(
+    "orders",
+    [
+        '["ac"]',  # the two HalfCheetahs go, each closed or dropped: ~15 s
+        pytest.param('list(itertools.permutations("abc", 2))', marks=pytest.mark.slow),  # ~90 s
+    ],
+)
+def test_wrappers_made_closed_and_dropped_in_any_order_keep_drawing_their_clips(orders: str) -> None:
+    result = run_python(MANY_WRAPPERS.replace("ORDERS = None", f"ORDERS = {orders}"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().startswith("OK"), result.stdout[-5000:]
+
+
+BROKEN_RENDERER = """
+    import os
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import numpy as np
+    from stable_baselines3.common.env_util import make_vec_env
+    from prefwrap import PreferenceRewardWrapper
+    from prefwrap.clips.capture import _current
+
+    wrapper = PreferenceRewardWrapper(make_vec_env("HalfCheetah-v5", n_envs=1, seed=0), record_frames="state")
+    renderer = wrapper.state_renderer
+    states = renderer._reference_state + np.linspace(0, 0.5, 8, dtype=np.float32)[:, None]
+    assert renderer.render(states).std() > 20
+    # what a MuJoCo env garbage-collected while this renderer's context was current does to it
+    with _current(renderer._gl):
+        renderer._viewer.con.free()
+    try:
+        renderer.render(states)
+        print("no error for a blank clip")
+    except RuntimeError as error:
+        print("raised:", error)
+    wrapper.close()
+    wrapper.close()  # twice is fine
+    try:
+        renderer.render(states)
+        print("no error after close")
+    except RuntimeError as error:
+        print("closed:", error)
+"""
+
+
+@pytest.mark.usefixtures("needs_mujoco")
+def test_a_blank_clip_of_moving_states_raises_naming_the_cause_and_close_releases_the_renderer() -> None:
+    result = run_python(BROKEN_RENDERER)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "raised: the HalfCheetah-v5 clip re-rendered from 8 moving states is blank" in out, out
+    assert "garbage-collected without close()" in out
+    assert "closed: this HalfCheetah-v5 StateRenderer is closed" in out, out
+
+
+@pytest.mark.usefixtures("needs_pygame")
+def test_a_still_picture_of_changing_velocities_is_not_an_error() -> None:
+    renderer = StateRenderer.for_env(gym.make("Pendulum-v1"))
+    assert renderer is not None
+    states = np.array([[0.5, velocity] for velocity in np.linspace(-1, 1, 6)], np.float32)
+    frames = renderer.render(states)  # the pendulum does not move: a still clip, and a right one
+    assert (frames == frames[0]).all() and frames.std() > 5
+    renderer.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        renderer.render(states)
+
+
+def test_an_env_wrapper_closes_its_renderer() -> None:
+    pytest.importorskip("pygame")
+    wrapper = PreferenceRewardWrapper(gym.make("Pendulum-v1"), record_frames="state")
+    renderer = wrapper.state_renderer
+    assert renderer is not None
+    wrapper.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        renderer.render(np.zeros((2, renderer.state_size), np.float32))

@@ -169,7 +169,7 @@ def test_import_round_trip(tmp_path: Path) -> None:
         (2, 4, 5, "zoe"),
     ]
     # the same file drives a FileOracle
-    assert FileOracle(tmp_path / "labels.jsonl").label(queries) == [*expected.values(), None]
+    assert FileOracle(tmp_path / "labels.jsonl", wait=False).label(queries) == [*expected.values(), None]
 
 
 def test_import_reports_all_problems(tmp_path: Path) -> None:

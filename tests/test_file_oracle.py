@@ -89,20 +89,20 @@ def test_csv_happy_path(tmp_path: Path) -> None:
 def test_wait_returns_none_and_skip_answers_skip(tmp_path: Path) -> None:
     path = write(tmp_path / "labels.jsonl", '{"query_id": 0, "label": "left"}\n')
     queries = [make_query(0), make_query(1)]
-    assert FileOracle(path).label(queries) == [Preference.LEFT, None]
+    assert FileOracle(path, wait=False).label(queries) == [Preference.LEFT, None]
     assert FileOracle(path, missing="skip").label(queries) == [Preference.LEFT, Preference.SKIP]
 
 
 def test_missing_file_waits_or_fails(tmp_path: Path) -> None:
     path = tmp_path / "labels.jsonl"
-    assert FileOracle(path).label([make_query(0)]) == [None]
+    assert FileOracle(path, wait=False).label([make_query(0)]) == [None]
     with pytest.raises(FileNotFoundError, match=r"labels\.jsonl"):
         FileOracle(path, missing="skip").label([make_query(0)])
 
 
 def test_reread_after_append(tmp_path: Path) -> None:
     path = write(tmp_path / "labels.jsonl", '{"query_id": 0, "label": "left"}\n')
-    oracle = FileOracle(path)
+    oracle = FileOracle(path, wait=False)
     queries = [make_query(0), make_query(1)]
     assert oracle.label(queries) == [Preference.LEFT, None]
     with path.open("a", encoding="utf-8") as f:
@@ -113,7 +113,7 @@ def test_reread_after_append(tmp_path: Path) -> None:
 
 def test_unterminated_last_line_is_pending(tmp_path: Path) -> None:
     path = write(tmp_path / "labels.jsonl", '{"query_id": 0, "label": "left"}\n{"query_id": 1, "la')
-    oracle = FileOracle(path)
+    oracle = FileOracle(path, wait=False)
     queries = [make_query(0), make_query(1)]
     assert oracle.label(queries) == [Preference.LEFT, None]
     with path.open("a", encoding="utf-8") as f:
@@ -181,7 +181,7 @@ def test_all_problems_listed_and_valid_lines_kept(tmp_path: Path) -> None:
     assert [p.line for p in info.value.problems] == [2, 4, 5]
     assert "3 problem(s)" in str(info.value)
 
-    oracle = FileOracle(path, on_error="warn")
+    oracle = FileOracle(path, on_error="warn", wait=False)
     with pytest.warns(UserWarning, match="3 problem"):
         assert oracle.label(queries) == [Preference.LEFT, None, None, Preference.EQUAL]
     # the same problems are not warned about twice
@@ -232,3 +232,78 @@ def test_constructor_validation(tmp_path: Path) -> None:
         FileOracle(tmp_path / "l.jsonl", poll_interval=0)
     with pytest.raises(ValueError, match="on_error"):
         FileOracle(tmp_path / "l.jsonl", on_error="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="wait=False reads the file once"):
+        FileOracle(tmp_path / "l.jsonl", wait=False, timeout=5)
+
+
+# ------------------------------------------------------------------- waiting, made visible
+
+
+def answer_after(path: Path, delay: float, lines: str) -> threading.Thread:
+    """Append ``lines`` to ``path`` after ``delay`` seconds, from another thread (an annotation tool)."""
+
+    def append() -> None:
+        time.sleep(delay)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(lines)
+
+    thread = threading.Thread(target=append)
+    thread.start()
+    return thread
+
+
+def test_waits_by_default_until_every_query_is_answered(tmp_path: Path) -> None:
+    path = tmp_path / "labels.jsonl"  # not written yet, as when `prefwrap train --oracle file:` starts
+    oracle = FileOracle(path, poll_interval=0.02, verbose=0)
+    assert oracle.wait is True and oracle.timeout is None
+    thread = answer_after(path, 0.3, '{"query_id": 0, "label": "left"}\n{"query_id": 1, "label": "skip"}\n')
+    start = time.monotonic()
+    assert oracle.label([make_query(0), make_query(1)]) == [Preference.LEFT, Preference.SKIP]
+    thread.join()
+    assert time.monotonic() - start >= 0.3  # it waited for both answers instead of returning None
+
+
+def test_waiting_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    assert FileOracle(path).wait is True
+    assert FileOracle(path, wait=False).wait is False
+    assert FileOracle(path, missing="skip").wait is False  # a finished file: read once
+    assert FileOracle(path, missing="skip", timeout=3).wait is True  # a timeout asks to wait
+    assert FileOracle(path, timeout=0).wait is False  # 0: read once
+
+
+def test_each_new_batch_is_announced_once_with_the_export_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "labels.jsonl"
+    oracle = FileOracle(path, wait=False, export_command="prefwrap export runs/x")
+    assert oracle.label([make_query(0), make_query(1)]) == [None, None]
+    first = capsys.readouterr().out
+    assert f"FileOracle: 2 queries wait for answers in {path}" in first
+    assert "Write their clips with: prefwrap export runs/x" in first
+    assert "Training goes on without them" in first
+    assert oracle.label([make_query(0), make_query(1)]) == [None, None]  # the next rollout: said already
+    assert capsys.readouterr().out == ""
+    assert oracle.label([make_query(0), make_query(1), make_query(2)]) == [None, None, None]
+    assert capsys.readouterr().out.strip() == (
+        f"FileOracle: 3 queries wait for answers in {path} (clips: prefwrap export runs/x)."
+    )
+    write(path, '{"query_id": 0, "label": "left"}\n')  # answered before asked: nothing to say
+    assert FileOracle(path, wait=False).label([make_query(0)]) == [Preference.LEFT]
+    assert capsys.readouterr().out == ""
+
+
+def test_the_python_hint_names_the_runs_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from prefwrap.oracles.base import OracleContext
+
+    oracle = FileOracle(tmp_path / "labels.jsonl", timeout=0.05, poll_interval=0.01)
+    oracle.connect(OracleContext(None, tmp_path / "prefs.sqlite", lambda query, answer: None))
+    assert oracle.label([make_query(0)]) == [None]
+    out = capsys.readouterr().out
+    assert (
+        f"export_queries(PreferenceStore({str(tmp_path / 'prefs.sqlite')!r}).pending_queries(), OUT_DIR)"
+        in out
+    )
+    assert "Training waits up to 0.05 s" in out
+    assert FileOracle(tmp_path / "labels.jsonl", wait=False, verbose=0).label([make_query(0)]) == [None]
+    assert capsys.readouterr().out == ""

@@ -183,6 +183,11 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         self._last_obs = observations
         return observations, learned, dones, infos
 
+    def close(self) -> None:
+        """Close the sub-envs and release the private clip renderer and its OpenGL context."""
+        _release_renderer(self)
+        super().close()
+
     def _clip_data(self) -> np.ndarray:
         if self.state_renderer is not None:
             return self.state_renderer.capture_vec(self.venv)
@@ -270,6 +275,11 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         self._last_obs = observation
         return observation, float(learned[0]), terminated, truncated, info
 
+    def close(self) -> None:
+        """Close the env and release the private clip renderer and its OpenGL context."""
+        _release_renderer(self)
+        super().close()
+
     def _clip_data(self) -> np.ndarray:
         if self.state_renderer is not None:
             return self.state_renderer.capture(self.env)
@@ -281,6 +291,13 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
                 'gymnasium.make(env_id, render_mode="rgb_array")'
             )
         return frame[None].astype(np.uint8, copy=False)
+
+
+def _release_renderer(wrapper: SegmentRecording) -> None:
+    """Free the wrapper's private renderer now, not whenever the garbage collector gets to it: a
+    notebook or sweep keeps building wrappers, each with an OpenGL context (see clips/capture.py)."""
+    if wrapper.state_renderer is not None:
+        wrapper.state_renderer.close()
 
 
 def _terminations(dones: np.ndarray, infos: list[dict[str, Any]]) -> np.ndarray:

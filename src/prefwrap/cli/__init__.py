@@ -6,7 +6,10 @@ Every run lives in a run directory (layout in :mod:`prefwrap.cli.run_dir`) that 
 ``prefwrap label``, ``export``, ``plot`` and ``eval`` take as argument. See ``docs/cli.md``.
 
 Every bad argument ends the command with one line saying what to do (exit status 2), never a
-traceback. The parser needs neither torch nor Stable-Baselines3: they are imported with the command.
+traceback; so does every error an oracle, the store or the env raises while a command runs (exit
+status 1), followed by a line saying how to continue (for ``train``: the resume command). ``--debug``
+or ``PREFWRAP_DEBUG=1`` prints the traceback too. The parser needs neither torch nor
+Stable-Baselines3: they are imported with the command.
 
 Modules: :mod:`~prefwrap.cli.config` (every ``train`` option, once), :mod:`~prefwrap.cli.build`
 (env, model, oracle), :mod:`~prefwrap.cli.train`, :mod:`~prefwrap.cli.evaluate`,
@@ -18,10 +21,12 @@ tuned values) and :mod:`~prefwrap.cli.display`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from typing import NoReturn
 
-from prefwrap.cli.config import DEVICES, UsageError, add_train_arguments
+from prefwrap.cli.config import DEVICES, UsageError, add_train_arguments, one_line
 
 PROG = "prefwrap"
 
@@ -43,35 +48,51 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with: prefwrap train   (a few minutes on a laptop CPU)",
     )
     parser.add_argument("--version", action="version", version=f"prefwrap {__version__}")
+    # --debug on every command, where users type it (after the command name) or before it
+    debug = _Parser(add_help=False)
+    debug.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="on an error, print the traceback too (or set PREFWRAP_DEBUG=1)",
+    )
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
     train = commands.add_parser(
         "train",
+        parents=[debug],
         help="train an agent from preferences (no argument: a short Pendulum demo)",
         description="Train an agent on a reward learned from preferences. With no argument: PPO on "
         "Pendulum-v1, 200 synthetic labels, 50k steps (a few minutes on a CPU).",
     )
     add_train_arguments(train)
 
-    label = commands.add_parser("label", help="label a run's pending queries in a window (needs pygame)")
+    label = commands.add_parser(
+        "label", parents=[debug], help="label a run's pending queries in a window (needs pygame)"
+    )
     label.add_argument("run_dir", metavar="DIR")
     label.add_argument("--labeler", default="human", help="name stored with each label")
     label.add_argument("--fps", type=float, default=None, help="playback speed [the env's render_fps]")
     label.add_argument("--scale", type=int, default=None, help="integer magnification of the clips")
     label.add_argument("--exit-when-done", action="store_true", help="stop when no query is pending")
 
-    export = commands.add_parser("export", help="write a run's pending queries as clips + manifest")
+    export = commands.add_parser(
+        "export", parents=[debug], help="write a run's pending queries as clips + manifest"
+    )
     export.add_argument("run_dir", metavar="DIR")
     export.add_argument("--out", default=None, help="output directory [DIR/queries]")
     export.add_argument("--format", choices=("mp4", "gif"), default="mp4")
     export.add_argument("--fps", type=float, default=None, help="playback speed [the env's render_fps]")
     export.add_argument("--scale", type=int, default=1, help="integer upscaling of small renders")
 
-    plot = commands.add_parser("plot", help="redraw a run's plots")
+    plot = commands.add_parser("plot", parents=[debug], help="redraw a run's plots")
     plot.add_argument("run_dir", metavar="DIR")
 
-    evaluate = commands.add_parser("eval", help="evaluate a run's policy on the true reward, with a video")
+    evaluate = commands.add_parser(
+        "eval", parents=[debug], help="evaluate a run's policy on the true reward, with a video"
+    )
     evaluate.add_argument("run_dir", metavar="DIR")
     evaluate.add_argument("--episodes", type=int, default=None, help="evaluation episodes [10; Atari 3]")
     evaluate.add_argument("--no-video", action="store_true")
@@ -95,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # an oracle's, the store's or the env's: one line, not a traceback
+        if args.debug or os.environ.get("PREFWRAP_DEBUG", "").strip() not in ("", "0"):
+            traceback.print_exc()
+        _fail(args.command, one_line(error), status=1, hint=getattr(error, "hint", None))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -118,7 +143,9 @@ def _run(args: argparse.Namespace) -> int:
     return command(args)
 
 
-def _fail(command: str, message: str) -> NoReturn:
+def _fail(command: str, message: str, status: int = 2, hint: str | None = None) -> NoReturn:
     line = " ".join(message.split())  # one line, whatever the message held
     print(f"{PROG} {command}: error: {line}", file=sys.stderr)
-    raise SystemExit(2)
+    if hint:
+        print(hint, file=sys.stderr)
+    raise SystemExit(status)

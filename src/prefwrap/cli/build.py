@@ -8,6 +8,7 @@ or the learner does not take.
 from __future__ import annotations
 
 import inspect
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
 
 from prefwrap.cli import hyperparams
-from prefwrap.cli.config import ORACLES, TrainConfig, UsageError
+from prefwrap.cli.config import NOWAIT, ORACLES, TrainConfig, UsageError, labels_file
 from prefwrap.cli.display import check_display
 from prefwrap.cli.hyperparams import HyperParams
 from prefwrap.oracles.base import BaseOracle
@@ -147,8 +148,13 @@ def check_algo_fits(config: TrainConfig, info: EnvInfo) -> None:
         raise UsageError(f"DQN needs discrete actions, {env_id} has continuous ones: use sac, td3 or ppo")
 
 
-def make_oracle(spec: str, seed: int) -> BaseOracle:
+def make_oracle(spec: str, seed: int, run_dir: str | None = None) -> BaseOracle:
     """Build the oracle named on the command line (``--oracle``, see :data:`~prefwrap.cli.config.ORACLES`).
+
+    Args:
+        spec: The ``--oracle`` value.
+        seed: Seed of a synthetic oracle.
+        run_dir: The run directory, named in the ``prefwrap export`` command a file oracle prints.
 
     Raises:
         UsageError: An unknown name or synthetic teacher, a missing ``prefwrap[human]`` extra or display,
@@ -173,12 +179,16 @@ def make_oracle(spec: str, seed: int) -> BaseOracle:
             raise UsageError(str(error)) from None
         check_display("--oracle human")
         return oracle
-    if name == "file" and argument:
+    path = labels_file(spec)
+    if path:
         from prefwrap.oracles.file import FileOracle
 
+        export = f"prefwrap export {shlex.quote(run_dir)}" if run_dir else None
         try:
             # Queries must have clips, so that `prefwrap export` can show them to the people answering.
-            return FileOracle(argument, needs_frames=True)
+            return FileOracle(
+                path, needs_frames=True, wait=not argument.endswith(NOWAIT), export_command=export
+            )
         except ValueError as error:
             raise UsageError(f"--oracle {spec}: {error}") from None
     raise UsageError(f"--oracle must be {ORACLES}; got {spec!r}")

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prefwrap.cli.config import TrainConfig, UsageError
+from prefwrap.cli.config import TrainConfig, UsageError, labels_file
 from prefwrap.cli.display import check_display
 from prefwrap.cli.plots import plot_run
 from prefwrap.cli.run_dir import RunDir, RunDirError, open_run_dir, read_json, write_json
@@ -32,8 +32,9 @@ def cmd_label(args: argparse.Namespace) -> int:
     run = _run_with_store(args.run_dir)
     check_display("prefwrap label")
     try:
-        from prefwrap.clips.frames import clip_frames, import_pygame
+        from prefwrap.clips.frames import clip_frames
         from prefwrap.oracles.human import run_labeling_session
+        from prefwrap.oracles.labeling_window import import_pygame
 
         import_pygame()
     except ImportError as error:
@@ -94,11 +95,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         manifest = export_queries(queries, out, fps=fps, fmt=args.format, scale=args.scale)
     except ValueError as error:
         raise UsageError(f"cannot export the queries of {run.path}: {error} ({NO_CLIPS})") from None
-    oracle = str((read_json(run.config) or {}).get("oracle", ""))
+    answers = labels_file(str((read_json(run.config) or {}).get("oracle", "")))
     print(f"Wrote {len(queries)} clips and {manifest}.")
-    if oracle.startswith("file:"):
+    if answers:
         print(
-            f"Write the answers to {oracle[5:]} (one JSON line per query, see docs/oracles-file.md); the "
+            f"Write the answers to {answers} (one JSON line per query, see docs/oracles-file.md); the "
             f"run reads them as they arrive, or on: prefwrap train --resume {run.path}"
         )
     else:

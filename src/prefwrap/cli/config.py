@@ -25,8 +25,21 @@ if TYPE_CHECKING:
 DEFAULT_ENV = "Pendulum-v1"
 ORACLES = (
     "synthetic, synthetic:PRESET (oracle, stoch, myopic, mistake, skip, equal), human (training waits "
-    "while you label), human:async (a labeling window in another process; training goes on), or file:PATH"
+    "while you label), human:async (a labeling window in another process; training goes on), file:PATH "
+    "(answers from a labels file; training waits for them) or file:PATH:nowait (training goes on)"
 )
+NOWAIT = ":nowait"
+"""Suffix of ``--oracle file:PATH:nowait``: the file oracle reads the file once per rollout, never waits."""
+
+
+def labels_file(oracle: str) -> str | None:
+    """The labels file of an ``--oracle file:PATH[:nowait]`` spec, or ``None`` for another oracle."""
+    name, _, argument = oracle.partition(":")
+    if name != "file" or not argument:
+        return None
+    return argument.removesuffix(NOWAIT)
+
+
 DEVICES = ("auto", "cpu", "cuda")
 
 DEFAULT_STEPS = 1_000_000
@@ -49,6 +62,35 @@ refused if changed); ``resumable`` ones are stored and may be given again to cha
 
 class UsageError(Exception):
     """A bad argument or an unusable input: reported as one line, exit status 2."""
+
+
+class CommandError(Exception):
+    """A command failed on something other than its arguments (an oracle, the store, the env).
+
+    Reported as its one-line message and then ``hint`` (e.g. the resume command), exit status 1;
+    ``--debug`` or ``PREFWRAP_DEBUG=1`` also prints the traceback of its cause.
+
+    Attributes:
+        hint: What to do next, printed on the line after the message, or ``None``.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line: its first line, then any further lines joined by ``"; "``.
+
+    The exception's type is named too unless its message speaks for itself (a ``ValueError``,
+    ``RuntimeError``, ``OSError``, ``ImportError`` or one of prefwrap's): ``KeyError: 'x'`` needs it.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join([lines[0], "; ".join(lines[1:])]).strip() if lines else ""
+    speaks = isinstance(error, (ValueError, RuntimeError, OSError, ImportError, CommandError))
+    if text and (speaks or type(error).__module__.startswith("prefwrap")):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def option(

@@ -8,6 +8,7 @@ options in ``config.json``, every label in the store the moment it is given, and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
 from stable_baselines3.common.logger import (
     CSVOutputFormat,
     HumanOutputFormat,
@@ -30,7 +31,7 @@ from prefwrap import __version__
 from prefwrap.callback import PreferenceCallback
 from prefwrap.cli import build
 from prefwrap.cli.build import Setup
-from prefwrap.cli.config import ENV_KWARGS, TrainConfig, UsageError
+from prefwrap.cli.config import ENV_KWARGS, CommandError, TrainConfig, UsageError, one_line
 from prefwrap.cli.evaluate import HeldOut, evaluate_run, finite_or_none, label_counts, train_baseline
 from prefwrap.cli.hyperparams import algorithm_class
 from prefwrap.cli.plots import plot_run
@@ -69,10 +70,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     Raises:
         UsageError: Any bad option or unusable input, before anything is trained.
+        CommandError: The oracle, the store or the env failed once the run directory was written;
+            its hint is the resume command (a checkpoint is saved first when training had begun).
     """
     config, run_path, stored = _configure(args)
     setup = _resolve(config, resuming=stored is not None)
-    oracle = build.make_oracle(config.oracle, config.seed)
+    oracle = build.make_oracle(config.oracle, config.seed, run_path)
     callback_kwargs = build.learner_kwargs(config)
     if stored is not None:
         run = RunDir(Path(run_path))
@@ -81,7 +84,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             run = new_run_dir(run_path)
         except RunDirError as error:
             raise UsageError(str(error)) from None
-    return _train(setup, run, oracle, callback_kwargs, stored)
+    try:
+        return _train(setup, run, oracle, callback_kwargs, stored)
+    except (UsageError, CommandError):
+        raise
+    except Exception as error:
+        if not run.config.is_file():  # nothing to resume yet: the same command starts over
+            raise
+        raise CommandError(
+            one_line(error),
+            hint=f"Every label is kept; fix the cause, then continue: prefwrap train --resume {run.path}",
+        ) from error
 
 
 def _configure(args: argparse.Namespace) -> tuple[TrainConfig, str, dict[str, Any] | None]:
@@ -149,6 +162,13 @@ def _train(
     started = time.perf_counter()
     try:
         _learn(training, checkpoint, config, start_step)
+    except Exception:
+        # A checkpoint, so that --resume goes on from here once the cause is fixed; a failure to
+        # write it must not hide the error that stopped training.
+        checkpoint.model = training.model
+        with contextlib.suppress(Exception):
+            checkpoint.save()
+        raise
     except KeyboardInterrupt:
         checkpoint.model = training.model
         checkpoint.save()
@@ -242,12 +262,15 @@ def _learn(training: Training, checkpoint: SaveRunCallback, config: TrainConfig,
     if remaining <= 0:
         print(f"Already trained for {start_step} steps (--steps {config.steps}): evaluating.")
         return
-    training.model.learn(
-        remaining,
-        callback=CallbackList([training.callback, checkpoint]),
-        reset_num_timesteps=start_step == 0,
-        progress_bar=config.progress_bar,
-    )
+    # Our own progress bar (not learn's progress_bar=True): when training stops on an error or Ctrl-C,
+    # SB3 never closes its bar, and tqdm/rich then print shutdown errors after our message.
+    bar = ProgressBarCallback() if config.progress_bar else None
+    callbacks: list[BaseCallback] = [training.callback, checkpoint, *([bar] if bar else [])]
+    try:
+        training.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=start_step == 0)
+    finally:
+        if bar is not None and getattr(bar, "pbar", None) is not None:
+            bar.pbar.close()  # idempotent: SB3 closes it too when training ends normally
 
 
 def _logger(run: RunDir, verbose: int) -> Logger:

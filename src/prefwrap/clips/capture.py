@@ -7,12 +7,24 @@ millions of recorded steps. :class:`StateRenderer` records the few numbers that 
 ``qpos``; the ``state`` of Gymnasium's classic-control envs) at every step and, when a segment becomes
 a query, sets them in a private copy of the env (rebuilt from its registered spec) and renders there.
 Training envs are never touched and need no ``render_mode``.
+
+OpenGL in a long-lived process (a notebook, a sweep, an evaluation env beside the training one):
+every MuJoCo renderer has its own context, and MuJoCo frees a renderer's GPU objects in whatever
+context is *current*, deleting another renderer's (same numbers) when it is not its own: that
+renderer then draws black, silently. So each :class:`StateRenderer` makes its context current only
+while it draws and gives the previous one back, frees its objects under its own context on
+:meth:`~StateRenderer.close` (the wrapper's ``close()``) or when garbage-collected, and checks every
+clip: a blank or still clip of moving states raises instead of reaching a person or a file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import os
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gymnasium as gym
@@ -44,6 +56,7 @@ class StateRenderer:
         ValueError: The env is neither a MuJoCo nor a classic-control env.
         ImportError: It is a classic-control env and pygame, which Gymnasium draws them with, is not
             installed: refused here rather than when the first query is drawn, hours into training.
+        RuntimeError: The env's first picture is blank: OpenGL cannot draw here (see ``MUJOCO_GL``).
 
     Example:
         >>> env = gym.make("CartPole-v1")
@@ -64,20 +77,38 @@ class StateRenderer:
         probe.close()
         if self.kind is None:
             raise ValueError(f"{spec.id}: only MuJoCo and classic-control envs can be re-rendered from state")
+        self.env_id = spec.id
         if self.kind == _MUJOCO:
             size = {"width": max_side, "height": max_side}
-            self._env: gym.Env = gym.make(bare, render_mode="rgb_array", **{**size, **kwargs})
-            self._env.reset(seed=0)  # the free camera aims where the bodies are when it is made
-            self._viewer = _offscreen_viewer(self._env.unwrapped, fast)
+            # Making a viewer makes its context current and leaves it so: an env that already renders
+            # in this process (e.g. an evaluation env) would then draw into ours. Give its own back.
+            with _previous_context_restored():
+                self._env: gym.Env = gym.make(bare, render_mode="rgb_array", **{**size, **kwargs})
+                self._env.reset(seed=0)  # the free camera aims where the bodies are when it is made
+                self._viewer = _offscreen_viewer(self._env.unwrapped, fast)
         else:
             _require_pygame(spec.id)
             self._env = SmallRender(gym.make(bare, render_mode="rgb_array"), max_side)
             self._env.reset(seed=0)
             self._viewer = None
+        self._gl = getattr(self._viewer, "opengl_context", None)
+        # Runs once, on close() or when this renderer is garbage-collected; not at interpreter exit,
+        # where the EGL display may already be gone (the process frees everything then anyway).
+        self._release = weakref.finalize(self, _release, self._env, self._viewer)
+        self._release.atexit = False
         unwrapped: Any = self._env.unwrapped
         self.state_size = int(unwrapped.model.nq) if self.kind == _MUJOCO else _classic_state(unwrapped).size
         self._n_velocities = int(unwrapped.model.nv) if self.kind == _MUJOCO else 0
         self.n_renders = 0
+        # A picture known to be right, to tell a broken renderer from a scene that does not move.
+        self._reference_state = self._state_of(self._env)[None].astype(np.float32)
+        self._reference = self._draw(self._reference_state)[0]
+        if _is_blank(self._reference):
+            self.close()
+            raise RuntimeError(
+                f"{spec.id}: the first re-rendered picture is blank, so OpenGL cannot draw here: set "
+                "MUJOCO_GL=egl (a GPU or Mesa's EGL) or MUJOCO_GL=osmesa (software) before importing MuJoCo"
+            )
 
     @classmethod
     def for_vec_env(cls, venv: VecEnv, max_side: int = MAX_FRAME_SIDE) -> StateRenderer | None:
@@ -144,25 +175,135 @@ class StateRenderer:
         return states
 
     def render(self, states: np.ndarray) -> np.ndarray:
-        """Frames ``(len(states), height, width, 3)`` uint8 of render states ``(n, state_size)``."""
+        """Frames ``(len(states), height, width, 3)`` uint8 of render states ``(n, state_size)``.
+
+        Raises:
+            RuntimeError: The renderer was closed, or it drew a blank clip, or a still one of moving
+                states, and no longer draws its reference picture right (its OpenGL objects were
+                freed by other code: the message says what to do).
+        """
+        if not self._release.alive:
+            raise RuntimeError(
+                f"this {self.env_id} StateRenderer is closed (its wrapper was closed): clips of the "
+                "segments it recorded can no longer be drawn"
+            )
+        frames = self._draw(states)
+        self.n_renders += len(frames)  # clips only: the reference picture's checks are not counted
+        self._check(frames, states)
+        return frames
+
+    def _draw(self, states: np.ndarray) -> np.ndarray:
         unwrapped: Any = self._env.unwrapped
-        if self._viewer is not None:
-            # Gymnasium switches OpenGL contexts only between one env's own viewers: with other MuJoCo
-            # envs rendering in this process, ours must be made current or it draws into theirs.
-            self._viewer.make_context_current()
         frames = []
-        for state in states:
-            if self.kind == _MUJOCO:
-                unwrapped.set_state(state.astype(np.float64), np.zeros(unwrapped.model.nv))
-            else:
-                unwrapped.state = state.astype(np.float64)
-            frames.append(np.asarray(self._env.render(), dtype=np.uint8))
-        self.n_renders += len(frames)
+        # Our context for the whole clip, the previous one back afterwards: Gymnasium makes an env's
+        # context current only when that env has several viewers, so each renderer must do it itself.
+        with _current(self._gl):
+            for state in states:
+                if self.kind == _MUJOCO:
+                    unwrapped.set_state(state.astype(np.float64), np.zeros(unwrapped.model.nv))
+                else:
+                    unwrapped.state = state.astype(np.float64)
+                frames.append(np.asarray(self._env.render(), dtype=np.uint8))
         return np.stack(frames)
 
+    def _check(self, frames: np.ndarray, states: np.ndarray) -> None:
+        """Refuse a blank clip, or a still one of moving states, that the renderer drew wrong."""
+        moving = len(states) > 1 and bool(np.ptp(states, axis=0).max() > 0)
+        blank = any(_is_blank(frame) for frame in frames)
+        if not blank and not (moving and (frames == frames[0]).all()):
+            return
+        # A still picture can be right (only a velocity changed, the camera sees nothing move):
+        # the renderer is broken only if the picture it drew when it was made comes out different.
+        again = self._draw(self._reference_state)[0]
+        if np.array_equal(again, self._reference):
+            return
+        what = "blank" if blank else "still"
+        raise RuntimeError(
+            f"the {self.env_id} clip re-rendered from {len(states)} {'moving ' if moving else ''}states "
+            f"is {what}, and the renderer no longer draws its reference picture: its OpenGL objects "
+            "were freed by other code. MuJoCo frees a renderer's objects in whatever OpenGL context is "
+            "current, so a MuJoCo env (render_mode='rgb_array') garbage-collected without close() "
+            "while this renderer drew deleted its buffers. Close the envs and wrappers you drop "
+            "(env.close()), and build this wrapper again."
+        )
+
     def close(self) -> None:
-        """Release the private env and its OpenGL context."""
-        self._env.close()
+        """Release the private env and its OpenGL context, freeing its objects in that context.
+
+        Safe to call more than once; :meth:`render` raises afterwards. Garbage collection does the
+        same for a renderer that is not closed.
+        """
+        self._release()
+
+
+def _release(env: gym.Env, viewer: Any) -> None:
+    """Free a renderer's OpenGL objects under its own context, then the context, then the env.
+
+    Left to the garbage collector, MuJoCo's ``MjrContext`` frees its objects in whatever context is
+    current when it is collected: another renderer's, whose buffers then vanish.
+    """
+    gl = getattr(viewer, "opengl_context", None)
+    con = getattr(viewer, "con", None)
+    if gl is not None:
+        if con is not None:
+            with _current(gl):
+                con.free()
+        gl.free()
+        # Gymnasium's viewer.close() would free it again and call glfw.terminate(), which ends every
+        # other renderer's context under MUJOCO_GL=glfw: env.close() must not see this viewer.
+        renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+        if renderer is not None and isinstance(getattr(renderer, "_viewers", None), dict):
+            renderer._viewers.clear()
+            renderer.viewer = None
+    env.close()
+
+
+def _current(gl: Any) -> contextlib.AbstractContextManager[None]:
+    """Make ``gl`` (a MuJoCo ``GLContext`` or ``None``) current for a block, restoring the previous one."""
+    if gl is None:
+        return contextlib.nullcontext()
+    as_current = getattr(gl, "as_current", None)
+    if as_current is not None:  # mujoco >= 3.3: restores the previous context afterwards
+        return as_current()
+    gl.make_current()
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _previous_context_restored() -> Iterator[None]:
+    """Give back the OpenGL context that is current before the block (``MUJOCO_GL`` egl or glfw)."""
+    try:
+        restore = _context_snapshot(os.environ.get("MUJOCO_GL", "").lower())
+    except (ImportError, AttributeError):  # another MuJoCo or PyOpenGL: draw as before, unprotected
+        restore = None
+    yield
+    if restore is not None:
+        restore()
+
+
+def _context_snapshot(backend: str) -> Callable[[], object] | None:
+    """A function that makes the now current OpenGL context current again (``None``: unknown backend)."""
+    if backend == "egl":
+        from mujoco import egl
+        from mujoco.egl import egl_ext
+
+        context = egl_ext.eglGetCurrentContext()
+        if not context:  # none: afterwards, none again (if the display was made meanwhile)
+            none = egl_ext.EGL_NO_SURFACE, egl_ext.EGL_NO_SURFACE, egl_ext.EGL_NO_CONTEXT
+            return lambda: egl.EGL_DISPLAY is not None and egl_ext.eglMakeCurrent(egl.EGL_DISPLAY, *none)
+        display = egl_ext.eglGetCurrentDisplay()
+        surfaces = (
+            egl_ext.eglGetCurrentSurface(egl_ext.EGL_DRAW),
+            egl_ext.eglGetCurrentSurface(egl_ext.EGL_READ),
+        )
+        return lambda: egl_ext.eglMakeCurrent(display, *surfaces, context)
+    if backend == "glfw":
+        import glfw
+
+        if glfw.init():
+            window = glfw.get_current_context()
+            return lambda: glfw.make_context_current(window)
+    return None
 
 
 def _kind_of(unwrapped: Any) -> str | None:
@@ -207,6 +348,11 @@ def _offscreen_viewer(unwrapped: Any, fast: bool) -> Any:
         viewer.scn.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
         viewer.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
     return viewer
+
+
+def _is_blank(frame: np.ndarray) -> bool:
+    """Whether a frame is one flat colour (nothing drawn: no floor, sky or body)."""
+    return bool((frame == frame.reshape(-1, frame.shape[-1])[0]).all())
 
 
 def _classic_state(unwrapped: Any) -> np.ndarray:
