@@ -9,6 +9,13 @@ if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null; then
 fi
 bash scripts/setup.sh
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
+# The store's PostgreSQL tests need a real server: a throw-away local cluster, stopped at the end.
+if PG_URL="$(bash scripts/postgres.sh start)"; then
+  export PREFWRAP_TEST_POSTGRES_URL="$PG_URL"
+  trap 'bash scripts/postgres.sh stop >/dev/null 2>&1 || true' EXIT
+else
+  echo "note: PostgreSQL unavailable: the store's PostgreSQL tests will be skipped"
+fi
 
 # 1. Without extras: importing prefwrap, classic control and CartPole clips must work with no mujoco,
 #    ale-py or pygame; tests that need an extra skip with a reason.

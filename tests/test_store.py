@@ -1,19 +1,26 @@
-"""Tests for prefwrap.store: round trips, the label life cycle, other processes, kill -9, no pickle."""
+"""Tests for prefwrap.store on every backend: round trips, the label life cycle, schema, no pickle.
+
+Each test taking ``store`` or ``target`` runs on SQLite, and on PostgreSQL when
+``PREFWRAP_TEST_POSTGRES_URL`` names a server (``eval "$(bash scripts/postgres.sh env)"`` starts a
+throw-away one); each PostgreSQL test gets a schema of its own, dropped afterwards. Other processes and
+kill -9 are in ``test_store_processes.py``, PostgreSQL-only behaviour in ``test_store_postgres.py``,
+copies between backends in ``test_store_copy.py``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import pathlib
 import pickle
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,24 @@ from prefwrap.store import (
     UnknownQueryError,
     UnknownSegmentError,
 )
+from prefwrap.store.database import Database, open_database
+
+POSTGRES_URL = os.environ.get("PREFWRAP_TEST_POSTGRES_URL", "")
+
+
+def _postgres_skip_reason() -> str:
+    if not POSTGRES_URL:
+        return (
+            'PREFWRAP_TEST_POSTGRES_URL is not set (eval "$(bash scripts/postgres.sh env)" starts a server)'
+        )
+    if importlib.util.find_spec("psycopg") is None:
+        return 'psycopg is not installed (pip install "prefwrap[postgres]")'
+    return ""
+
+
+POSTGRES_SKIP = _postgres_skip_reason()
+needs_postgres = pytest.mark.skipif(bool(POSTGRES_SKIP), reason=POSTGRES_SKIP)
+BACKENDS = ["sqlite", pytest.param("postgres", marks=needs_postgres)]
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "store.md"
 SCHEMA = {
@@ -77,9 +102,54 @@ def assert_same_segment(actual: Segment, expected: Segment, frames: bool = True)
     )
 
 
+def postgres_url(schema: str) -> str:
+    """The test server's URL with ``schema`` as the store's schema (one per run)."""
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def new_target(backend: str, folder: Path) -> Iterator[str]:
+    """What to open a new, empty store with: a file in ``folder``, or a new PostgreSQL schema."""
+    if backend == "sqlite":
+        yield str(folder / f"prefs-{uuid.uuid4().hex[:8]}.db")
+        return
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield postgres_url(schema)
+    finally:
+        drop_schema(schema)
+
+
+@contextmanager
+def raw(target: str) -> Iterator[Database]:
+    """The store's database without the store, in one write transaction (to tamper with it)."""
+    with closing(open_database(target)) as db, db.transaction():
+        db.lock_schema()  # PostgreSQL: creates the schema if missing
+        yield db
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def store(tmp_path: Path):
-    with PreferenceStore(tmp_path / "run" / "prefs.db") as opened:
+def target(backend: str, tmp_path: Path) -> Iterator[str]:
+    with new_target(backend, tmp_path / "run") as opened:
+        yield opened
+
+
+@pytest.fixture
+def store(target: str) -> Iterator[PreferenceStore]:
+    with PreferenceStore(target) as opened:
         yield opened
 
 
@@ -120,11 +190,12 @@ def test_frames_are_optional_and_loaded_only_when_asked(store: PreferenceStore):
     assert store.pending_queries(with_frames=False)[0].left.frames is None
 
 
-def test_everything_survives_close_and_reopen(tmp_path: Path):
-    path = tmp_path / "deep" / "dir" / "prefs.db"
+def test_everything_survives_close_and_reopen(target: str, backend: str):
+    path = target
     queries = [make_query(i) for i in range(3)]
     with PreferenceStore(path) as store:
-        assert store.path == path
+        assert store.location == target
+        assert store.path == (Path(target) if backend == "sqlite" else None)
         store.add_segments([make_segment(10, frames=True)])
         store.add_queries(queries)
         store.add_label(1, Preference.LEFT, "alice")
@@ -144,12 +215,17 @@ def test_everything_survives_close_and_reopen(tmp_path: Path):
         assert store.next_query_id() == 3
 
 
-def test_next_ids_start_at_zero_and_follow_the_largest_id():
+def test_an_in_memory_store_has_no_path():
     with PreferenceStore(":memory:") as store:
-        assert store.path is None
-        assert (store.next_segment_id(), store.next_query_id()) == (0, 0)
-        store.add_queries([Query(5, make_segment(40), make_segment(3))])
-        assert (store.next_segment_id(), store.next_query_id()) == (41, 6)
+        assert store.path is None and store.location == ":memory:"
+        store.add_queries([make_query(0)])
+        assert store.n_labels() == 0
+
+
+def test_next_ids_start_at_zero_and_follow_the_largest_id(store: PreferenceStore):
+    assert (store.next_segment_id(), store.next_query_id()) == (0, 0)
+    store.add_queries([Query(5, make_segment(40), make_segment(3))])
+    assert (store.next_segment_id(), store.next_query_id()) == (41, 6)
 
 
 # ---------------------------------------------------------------- queries and labels
@@ -227,6 +303,8 @@ def test_label_errors_are_distinct_and_still_value_errors(store: PreferenceStore
     assert isinstance(already.value, ValueError) and isinstance(unknown.value, ValueError)
 
 
+# SQLite's trace and plan; test_store_postgres checks PostgreSQL's index
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_has_label_is_one_indexed_lookup(store: PreferenceStore):
     store.add_queries([make_query(i) for i in range(3)])
     store.add_label(0, Preference.LEFT, "alice")
@@ -295,13 +373,12 @@ def _npy_object_array(payload: _Payload) -> bytes:
 
 
 @pytest.mark.parametrize("craft", [_npy_object_array, pickle.dumps], ids=["npy-object-array", "raw-pickle"])
-def test_loading_never_unpickles_a_crafted_blob(tmp_path: Path, craft):
-    path, marker = tmp_path / "prefs.db", tmp_path / "unpickled"
+def test_loading_never_unpickles_a_crafted_blob(target: str, tmp_path: Path, craft):
+    path, marker = target, tmp_path / "unpickled"
     with PreferenceStore(path) as store:
         store.add_queries([make_query(0)])
-    with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE segments SET observations = ? WHERE segment_id = 1", (craft(_Payload(marker)),))
-    raw.close()
+    with raw(path) as db:
+        db.execute("UPDATE segments SET observations = ? WHERE segment_id = 1", (craft(_Payload(marker)),))
     with PreferenceStore(path) as store:
         with pytest.raises(StoreError, match=r"segments\.observations of segment 1 .*never unpickles"):
             store.segment(1)
@@ -315,17 +392,17 @@ def test_loading_never_unpickles_a_crafted_blob(tmp_path: Path, craft):
 
 
 def test_schema_matches_the_documented_one(store: PreferenceStore):
-    raw = store._connection()
-    tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == set(SCHEMA)
+    db = store._database()
+    assert db.tables() == set(SCHEMA)
     docs = DOCS.read_text()
     for table, columns in SCHEMA.items():
-        assert [row[1] for row in raw.execute(f"PRAGMA table_info({table})")] == columns
+        assert db.columns(table) == columns
         assert f"`{table}`" in docs, table
         for column in columns:
             assert re.search(rf"\|\s*`{column}`\s*\|", docs), f"{table}.{column} is not documented"
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # PostgreSQL's settings: test_store_postgres.py
 def test_wal_full_sync_and_busy_timeout(store: PreferenceStore):
     raw = store._connection()
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -345,13 +422,11 @@ def test_a_text_file_is_refused_with_its_path(tmp_path: Path):
     assert path.read_text().startswith("query,preference")  # untouched
 
 
-def test_another_apps_database_is_refused(tmp_path: Path):
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as raw:
-        raw.execute("CREATE TABLE users (name TEXT)")
-    raw.close()
+def test_another_apps_database_is_refused(target: str):
+    with raw(target) as db:
+        db.execute("CREATE TABLE users (name TEXT)")
     with pytest.raises(StoreError, match=r"not a prefwrap preference store.*'users'"):
-        PreferenceStore(path)
+        PreferenceStore(target)
 
 
 def test_a_directory_is_refused(tmp_path: Path):
@@ -359,50 +434,46 @@ def test_a_directory_is_refused(tmp_path: Path):
         PreferenceStore(tmp_path)
 
 
-def test_a_newer_schema_version_is_refused(tmp_path: Path):
-    path = tmp_path / "prefs.db"
-    PreferenceStore(path).close()
-    with sqlite3.connect(path) as raw:
-        raw.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    raw.close()
-    with pytest.raises(StoreError, match=rf"{re.escape(str(path))} has store schema version 4.*version 3"):
-        PreferenceStore(path)
+def test_a_newer_schema_version_is_refused(target: str):
+    PreferenceStore(target).close()
+    with raw(target) as db:
+        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=rf"{re.escape(target)} has store schema version 4.*version 3"):
+        PreferenceStore(target)
 
 
-def test_frames_are_compressed_and_version_1_stores_migrate(tmp_path: Path):
-    path = tmp_path / "prefs.db"
+def test_frames_are_compressed_and_version_1_stores_migrate(target: str):
+    path = target
     smooth = np.repeat(np.arange(8, dtype=np.uint8)[:, None, None, None], 3, axis=3) * np.ones(
         (8, 32, 32, 3), np.uint8
     )  # clips are mostly flat colour, like rendered scenes
     clip = Segment(**{**vars(make_segment(1, horizon=8)), "frames": smooth})
     with PreferenceStore(path) as store:
         store.add_segments([clip, make_segment(2, frames=True)])
-    with sqlite3.connect(path) as raw:
-        (blob,) = raw.execute("SELECT frames FROM segment_frames WHERE segment_id = 1").fetchone()
+    with raw(path) as db:
+        (blob,) = db.fetchone("SELECT frames FROM segment_frames WHERE segment_id = 1")
         assert len(blob) < smooth.nbytes / 10
         raw_npy = io.BytesIO()
         np.save(raw_npy, smooth, allow_pickle=False)  # what version 1 wrote
-        raw.execute("UPDATE segment_frames SET frames = ? WHERE segment_id = 1", (raw_npy.getvalue(),))
-        raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    raw.close()
+        db.execute("UPDATE segment_frames SET frames = ? WHERE segment_id = 1", (raw_npy.getvalue(),))
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with PreferenceStore(path) as store:
         assert store.get_meta("schema_version") == "3"
         np.testing.assert_array_equal(store.segment(1).frames, smooth)
         assert_same_segment(store.segment(2), make_segment(2, frames=True))
 
 
-def test_terminations_are_stored_and_version_2_stores_migrate(tmp_path: Path):
-    path = tmp_path / "prefs.db"
+def test_terminations_are_stored_and_version_2_stores_migrate(target: str):
+    path = target
     ended = Segment(**{**vars(make_segment(1, horizon=8)), "length": 5, "terminated": True})
     with PreferenceStore(path) as store:
         store.add_segments([ended, make_segment(2)])
         assert store.segment(1).terminated and store.segment(1).absorbing_steps == 3
         assert not store.segment(2).terminated
-    with sqlite3.connect(path) as raw:  # what version 2 wrote: no terminated column
-        raw.execute("DELETE FROM segments WHERE segment_id = 1")
-        raw.execute("ALTER TABLE segments DROP COLUMN terminated")
-        raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    raw.close()
+    with raw(path) as db:  # what version 2 wrote: no terminated column
+        db.execute("DELETE FROM segments WHERE segment_id = 1")
+        db.execute("ALTER TABLE segments DROP COLUMN terminated")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with PreferenceStore(path) as store:
         assert store.get_meta("schema_version") == "3"
         assert not store.segment(2).terminated
@@ -410,7 +481,17 @@ def test_terminations_are_stored_and_version_2_stores_migrate(tmp_path: Path):
         assert store.segment(1).terminated
 
 
-def test_closed_store_and_other_threads_are_refused(tmp_path: Path):
+def test_a_closed_store_is_refused(target: str):
+    store = PreferenceStore(target)
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        store.n_labels()
+    with pytest.raises(StoreError, match="closed"):
+        store.add_label(0, Preference.LEFT, "alice")
+
+
+def test_other_threads_are_refused_by_sqlite(tmp_path: Path):
     store = PreferenceStore(tmp_path / "prefs.db")
     errors: list[BaseException] = []
 
@@ -425,142 +506,3 @@ def test_closed_store_and_other_threads_are_refused(tmp_path: Path):
     thread.join()
     assert len(errors) == 1 and isinstance(errors[0], sqlite3.ProgrammingError)
     store.close()
-    store.close()  # idempotent
-    with pytest.raises(StoreError, match="closed"):
-        store.n_labels()
-
-
-# ---------------------------------------------------------------- other processes
-
-_LABELING_UI = textwrap.dedent(
-    """
-    import sys
-    from prefwrap.records import Preference
-    from prefwrap.store import PreferenceStore
-
-    store = PreferenceStore(sys.argv[1])
-    print("ready", flush=True)
-    for line in sys.stdin:
-        command, *args = line.split()
-        if command == "pending":
-            print(" ".join(str(q.query_id) for q in store.pending_queries(with_frames=False)), flush=True)
-        elif command == "label":
-            label = store.add_label(int(args[0]), Preference(args[1]), "ui")
-            print("ok", label.query_id, flush=True)
-        elif command == "labels":
-            print(" ".join(str(x.query_id) for x in store.labels()), flush=True)
-        elif command == "label-range":
-            for query_id in range(int(args[0]), int(args[1])):
-                store.add_label(query_id, Preference.LEFT, "ui")
-            print("done", flush=True)
-    """
-)
-
-
-def _spawn(script: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-
-
-def _ask(process: subprocess.Popen[str], command: str) -> str:
-    assert process.stdin is not None and process.stdout is not None
-    process.stdin.write(command + "\n")
-    process.stdin.flush()
-    return process.stdout.readline().strip()
-
-
-def test_labels_and_queries_cross_between_processes(tmp_path: Path):
-    path = tmp_path / "prefs.db"
-    with PreferenceStore(path) as trainer:
-        trainer.add_queries([make_query(0), make_query(1)])
-        ui = _spawn(_LABELING_UI, str(path))
-        try:
-            assert ui.stdout is not None and ui.stdout.readline().strip() == "ready"
-            assert _ask(ui, "pending") == "0 1"
-            assert _ask(ui, "label 1 right") == "ok 1"
-            # The trainer's long-open connection sees the other process's label at once.
-            assert [(x.query_id, x.preference, x.labeler) for x in trainer.labels()] == [
-                (1, Preference.RIGHT, "ui")
-            ]
-            assert [q.query_id for q in trainer.pending_queries()] == [0]
-            trainer.add_queries([make_query(2)])
-            trainer.add_label(0, Preference.EQUAL, "synthetic")
-            assert _ask(ui, "pending") == "2"
-            assert _ask(ui, "labels") == "1 0"
-
-            # Both processes write labels at the same time: none is lost, arrival order stays exact.
-            trainer.add_queries([make_query(i) for i in range(3, 83)])
-            ui.stdin.write("label-range 3 43\n")  # type: ignore[union-attr]
-            ui.stdin.flush()  # type: ignore[union-attr]
-            for query_id in range(43, 83):
-                trainer.add_label(query_id, Preference.RIGHT, "trainer")
-            assert ui.stdout.readline().strip() == "done"
-        finally:
-            ui.stdin.close()  # type: ignore[union-attr]
-            assert ui.wait(timeout=30) == 0
-        labels = trainer.labels()
-        assert trainer.n_labels() == len(labels) == 82
-        assert sorted(x.query_id for x in labels) == [0, 1, *range(3, 83)]  # query 2 stays pending
-        assert trainer.labels(after=50) == labels[50:]
-        assert {x.labeler for x in labels if x.query_id >= 3} == {"ui", "trainer"}
-        assert all((x.labeler == "ui") == (x.query_id < 43) for x in labels if x.query_id >= 3)
-
-
-_LABEL_UNTIL_KILLED = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    from prefwrap.records import Preference, Query, Segment
-    from prefwrap.store import PreferenceStore
-
-    def segment(i):
-        return Segment(i, np.full((8, 4), i, np.float32), np.zeros((8, 2), np.float32),
-                       np.ones(8, np.float32), length=8, frames=np.zeros((8, 4, 4, 3), np.uint8))
-
-    store = PreferenceStore(sys.argv[1])
-    query_id = store.next_query_id()
-    while True:  # runs until SIGKILL
-        store.add_queries([Query(query_id, segment(2 * query_id), segment(2 * query_id + 1))])
-        store.add_label(query_id, [Preference.LEFT, Preference.RIGHT][query_id % 2], "human")
-        print(query_id, flush=True)
-        query_id += 1
-    """
-)
-
-
-def test_kill_9_loses_no_reported_label(tmp_path: Path):
-    path = tmp_path / "prefs.db"
-    with PreferenceStore(path) as store:  # labels from an earlier session must survive too
-        store.add_queries([make_query(0)])
-        store.add_label(0, Preference.EQUAL, "human")
-    process = _spawn(_LABEL_UNTIL_KILLED, str(path))
-    assert process.stdout is not None
-    reported = [int(process.stdout.readline()) for _ in range(25)]
-    os.kill(process.pid, signal.SIGKILL)  # mid-way: the child is writing as fast as it can
-    reported += [int(line) for line in process.stdout.read().split()]  # printed before the kill
-    assert process.wait(timeout=30) == -signal.SIGKILL
-    assert reported[0] == 1 and reported == list(range(1, len(reported) + 1))
-
-    with PreferenceStore(path) as store:
-        raw = store._connection()
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
-        labels = {x.query_id: x.preference for x in store.labels()}
-        assert labels[0] == Preference.EQUAL
-        for query_id in reported:
-            assert labels[query_id] == [Preference.LEFT, Preference.RIGHT][query_id % 2]
-            query = store.query(query_id)
-            assert query.left.observations[0, 0] == 2 * query_id and query.left.frames is not None
-        assert store.n_labels() == len(store.labels()) >= len(reported) + 1
-        # The store is usable again: a resumed run labels what was left pending and goes on.
-        pending = [q.query_id for q in store.pending_queries(with_frames=False)]
-        assert len(pending) <= 1
-        for query_id in pending:
-            store.add_label(query_id, Preference.SKIP, "human")
-        store.add_queries([make_query(store.next_query_id())])
-        assert store.n_labels() == store.next_query_id() - 1

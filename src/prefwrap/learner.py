@@ -27,7 +27,6 @@ from prefwrap.schedule import DecayingSchedule, LabelSchedule
 from prefwrap.segment_buffer import valid_step_mask
 from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, preference_disagreement
 from prefwrap.store import AlreadyLabeledError, PreferenceStore
-from prefwrap.store.schema import MEMORY
 from prefwrap.wrapper import PreferenceRewardWrapper
 
 
@@ -158,7 +157,7 @@ class PreferenceLearner:
         if fps:
             self.store.set_meta("render_fps", str(fps))
         # record_answer: each answer a person gives is stored the moment it is given
-        self._hooks.connect(OracleContext(fps, self.store.path or MEMORY, self._store_answer))
+        self._hooks.connect(OracleContext(fps, self.store.location, self._store_answer))
 
     @property
     def n_labels(self) -> int:

@@ -40,7 +40,8 @@ class OracleContext:
 
     Attributes:
         env_fps: The env's ``metadata["render_fps"]`` (frames per second of a clip), or ``None``.
-        store_path: The run's preference store (an SQLite file path, or ``":memory:"``), for oracles
+        store_path: The run's preference store (an SQLite file path, ``":memory:"``, or a
+            ``postgresql://`` URL: what :class:`~prefwrap.store.PreferenceStore` opens), for oracles
             that label from another process through the store.
         record_answer: ``record_answer(query, preference)`` stores one answer durably at once, for
             oracles that answer over time (a person): nothing given is lost if the run dies mid-batch.

@@ -10,10 +10,11 @@ __all__ = ["AlreadyLabeledError", "StoreError", "UnknownQueryError", "UnknownSeg
 
 
 class StoreError(RuntimeError):
-    """The file cannot be used as a preference store (not SQLite, another app's, newer schema...).
+    """The store cannot be used: not SQLite, another app's, a newer schema, an unreachable server...
 
-    Also raised for a stored array that is not plain ``.npy`` (the store never unpickles) and for any
-    use of a closed store.
+    Also raised for a stored array that is not plain ``.npy`` (the store never unpickles), for any
+    use of a closed store, for a write that waited more than 30 s for another process's lock, and for
+    a lost connection to a PostgreSQL server (the write in flight was then not stored).
     """
 
 

@@ -1,10 +1,13 @@
-"""The :class:`PreferenceStore`: segments, queries and labels of one run in one SQLite file."""
+"""The :class:`PreferenceStore`: segments, queries and labels of one run, in SQLite or PostgreSQL.
+
+The logic is written once over :class:`~prefwrap.store.database.Database`; see ``database`` for what
+the two backends differ in.
+"""
 
 from __future__ import annotations
 
 import operator
 import os
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,21 +18,22 @@ from typing import Any
 from prefwrap.records import Label, Preference, Query, Segment
 from prefwrap.store import schema
 from prefwrap.store.codec import SegmentRow, decode_array, decode_frames, encode_segment
+from prefwrap.store.database import Database, open_database
 from prefwrap.store.errors import AlreadyLabeledError, StoreError, UnknownQueryError, UnknownSegmentError
 
 __all__ = ["PreferenceStore"]
 
 
 class PreferenceStore:
-    """Segments, queries and labels of one run, kept in a SQLite file that survives crashes.
+    """Segments, queries and labels of one run, kept in a SQLite file or a PostgreSQL database.
 
     Writes are one transaction each (one commit per label); a label is on disk when
     :meth:`add_label` returns. Ids are the caller's: use :meth:`next_segment_id` and
     :meth:`next_query_id` when resuming so that ids continue. Use one store per thread and per process.
 
-    Every method raises :class:`~prefwrap.store.StoreError` once the store is closed, and every write
-    raises ``sqlite3.OperationalError`` ("database is locked") if another process holds the write
-    lock for longer than 30 s.
+    Every method raises :class:`~prefwrap.store.StoreError` once the store is closed or its server
+    connection is lost, and every write raises it if another process holds the write lock for longer
+    than 30 s.
 
     Example:
         >>> import numpy as np
@@ -44,31 +48,40 @@ class PreferenceStore:
         ([], 1, True)
 
     Attributes:
-        path: The database file, or ``None`` for an in-memory store.
+        path: The SQLite file, or ``None`` for an in-memory or PostgreSQL store.
+        location: What opens this same store from another process or thread: the file path,
+            ``":memory:"`` (which no other can open) or the PostgreSQL URL as given.
         SCHEMA_VERSION: The schema version this prefwrap writes (and the newest it reads).
     """
 
     SCHEMA_VERSION: int = schema.SCHEMA_VERSION
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open the store at ``path``, creating the file (and its parent directory) if needed.
+        """Open the store at ``path``, creating its tables (and a SQLite file's directory) if needed.
 
         Args:
-            path: Database file, or ``":memory:"`` for a throwaway store (tests).
+            path: A SQLite file; ``":memory:"`` for a throwaway store (tests); or a
+                ``postgresql://user[:password]@host[:port]/database`` URL (``postgres://`` too; the
+                ``postgres`` extra). Runs sharing one database each take a schema of their own:
+                ``...?options=-csearch_path%3Drun1`` (created when missing).
 
         Raises:
-            StoreError: The file is not a SQLite database, belongs to another application, has a
-                newer schema than this prefwrap knows, or cannot be opened in WAL mode.
-            OSError: The parent directory cannot be created.
+            StoreError: The file is not a SQLite database or cannot be opened in WAL mode; the server
+                cannot be reached; the database belongs to another application or has a newer schema
+                than this prefwrap knows.
+            ImportError: A PostgreSQL URL without psycopg installed.
+            OSError: A SQLite file's parent directory cannot be created.
         """
-        if os.fspath(path) == schema.MEMORY:
-            self.path: Path | None = None
-            target = schema.MEMORY
-        else:
-            self.path = Path(path).expanduser()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            target = str(self.path)
-        self._conn: sqlite3.Connection | None = schema.connect(target)
+        db = open_database(path)
+        try:
+            schema.create_or_check(db)
+        except BaseException:
+            db.close()
+            raise
+        self._db: Database | None = db
+        self.path: Path | None = db.path
+        self.location: str = db.location
+        self._display = db.display
 
     # ------------------------------------------------------------------ segments
 
@@ -82,9 +95,9 @@ class PreferenceStore:
             StoreError: The store is closed.
         """
         rows = [encode_segment(segment) for segment in segments]  # validate before writing
-        with self._write() as conn:
+        with self._write() as db:
             for row in rows:
-                _insert_segment(conn, row)
+                _insert_segment(db, row)
 
     def segment(self, segment_id: int, *, with_frames: bool = True) -> Segment:
         """Load one segment.
@@ -150,21 +163,23 @@ class PreferenceStore:
                     seen[segment.segment_id] = segment
                     rows.append(encode_segment(segment))
         now = time.time()
-        with self._write() as conn:
+        with self._write() as db:
             for row in rows:
-                _insert_segment(conn, row)
+                _insert_segment(db, row)
             for query in queries:
                 query_id = operator.index(query.query_id)
                 pair = (int(query.left.segment_id), int(query.right.segment_id))
-                stored = conn.execute(
-                    "SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,)
-                ).fetchone()
-                if stored is None:
-                    conn.execute(
-                        "INSERT INTO queries (query_id, left_id, right_id, created_at) VALUES (?, ?, ?, ?)",
-                        (query_id, *pair, now),
-                    )
-                elif tuple(stored) != pair:
+                inserted = db.execute(
+                    "INSERT INTO queries (query_id, left_id, right_id, created_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (query_id) DO NOTHING",
+                    (query_id, *pair, now),
+                ).rowcount
+                stored = (
+                    None
+                    if inserted
+                    else db.fetchone("SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,))
+                )
+                if stored is not None and stored != pair:
                     raise ValueError(
                         f"query {query_id} is already stored comparing segments {tuple(stored)}, "
                         f"not {pair}; query ids must be unique within a run (see next_query_id())"
@@ -193,7 +208,7 @@ class PreferenceStore:
             StoreError: A stored array is not plain ``.npy``, or the store is closed.
         """
         rows = (
-            self._connection()
+            self._database()
             .execute(
                 "SELECT q.query_id FROM queries AS q WHERE NOT EXISTS "
                 "(SELECT 1 FROM labels AS l WHERE l.query_id = q.query_id) ORDER BY q.query_id"
@@ -235,22 +250,21 @@ class PreferenceStore:
         if not isinstance(labeler, str):
             raise TypeError(f"labeler must be a str, got {type(labeler).__name__}")
         created_at = time.time()
-        with self._write() as conn:
-            pair = conn.execute(
-                "SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,)
-            ).fetchone()
+        with self._write() as db:
+            # Before any read: other label writers queue here until this transaction commits, so the
+            # checks below and MAX(seq) + 1 are race-free across processes (SQLite: BEGIN IMMEDIATE
+            # holds the file's write lock already; PostgreSQL: LOCK TABLE labels).
+            db.lock_labels()
+            pair = db.fetchone("SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,))
             if pair is None:
                 raise UnknownQueryError(f"cannot label query {query_id}: it is not in {self._where}")
-            existing = conn.execute(
-                "SELECT preference, labeler FROM labels WHERE query_id = ?", (query_id,)
-            ).fetchone()
+            existing = db.fetchone("SELECT preference, labeler FROM labels WHERE query_id = ?", (query_id,))
             if existing is not None:
                 raise AlreadyLabeledError(
                     f"query {query_id} is already labeled ({existing[0]!r} by {existing[1]!r}); "
                     "labels are never overwritten"
                 )
-            # seq is the arrival index; the IMMEDIATE transaction makes MAX + 1 race-free across processes.
-            conn.execute(
+            db.execute(
                 "INSERT INTO labels (seq, query_id, preference, labeler, created_at) "
                 "VALUES ((SELECT COALESCE(MAX(seq) + 1, 0) FROM labels), ?, ?, ?, ?)",
                 (query_id, preference.value, labeler, created_at),
@@ -283,7 +297,7 @@ class PreferenceStore:
         after = operator.index(after)
         if after < 0:
             raise ValueError(f"after must be >= 0 (the number of labels already seen), got {after}")
-        rows = self._connection().execute(
+        rows = self._database().execute(
             "SELECT l.query_id, q.left_id, q.right_id, l.preference, l.labeler, l.created_at "
             "FROM labels AS l JOIN queries AS q ON q.query_id = l.query_id WHERE l.seq >= ? ORDER BY l.seq",
             (after,),
@@ -324,16 +338,20 @@ class PreferenceStore:
             raise TypeError(f"meta keys and values are str, got {type(key).__name__}: {type(value).__name__}")
         if key == "schema_version":
             raise ValueError("'schema_version' is managed by the store and cannot be set")
-        with self._write() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
         """Close the connection; idempotent and never raises. Every write is already committed."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __enter__(self) -> PreferenceStore:
         return self
@@ -353,49 +371,57 @@ class PreferenceStore:
 
     @property
     def _where(self) -> str:
-        return schema.MEMORY if self.path is None else str(self.path)
+        return self._display  # a URL's password is never shown
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+    def _database(self) -> Database:
+        if self._db is None:
             raise StoreError(f"the preference store {self._where} is closed")
-        return self._conn
+        return self._db
+
+    def _connection(self) -> Any:
+        """The driver's connection (``sqlite3.Connection`` or ``psycopg.Connection``), for tests and tools."""
+        return self._database().connection  # type: ignore[attr-defined]
 
     def _fetch_one(self, sql: str, parameters: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
-        return self._connection().execute(sql, parameters).fetchone()
+        return self._database().fetchone(sql, parameters)
 
     def _count(self, sql: str) -> int:
-        (value,) = self._connection().execute(sql).fetchone()
+        (value,) = self._database().fetchone(sql) or (0,)
         return int(value)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        with schema.transaction(conn):
-            yield conn
+    def _write(self) -> Iterator[Database]:
+        db = self._database()
+        with db.transaction():
+            yield db
 
 
-def _insert_segment(conn: sqlite3.Connection, row: SegmentRow) -> None:
+def _insert_segment(db: Database, row: SegmentRow) -> None:
     """Insert one encoded segment, or check that the stored one with its id is the same.
+
+    ``ON CONFLICT DO NOTHING`` rather than look-then-insert: on PostgreSQL two processes adding the
+    same segment at once both succeed (the second waits for the first and inserts nothing).
 
     Raises:
         ValueError: A stored segment with this id has different content.
     """
-    stored = conn.execute(
+    inserted = db.execute(
+        "INSERT INTO segments (segment_id, length, env_index, timestep, observations, actions, "
+        "true_rewards, terminated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (segment_id) DO NOTHING",
+        (row.segment_id, *row.core),
+    ).rowcount
+    if inserted:
+        if row.frames is not None:
+            db.execute(
+                "INSERT INTO segment_frames (segment_id, frames) VALUES (?, ?)", (row.segment_id, row.frames)
+            )
+        return
+    stored = db.fetchone(
         "SELECT length, env_index, timestep, observations, actions, true_rewards, terminated "
         "FROM segments WHERE segment_id = ?",
         (row.segment_id,),
-    ).fetchone()
-    if stored is None:
-        conn.execute(
-            "INSERT INTO segments (segment_id, length, env_index, timestep, observations, actions, "
-            "true_rewards, terminated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.segment_id, *row.core),
-        )
-        if row.frames is not None:
-            conn.execute(
-                "INSERT INTO segment_frames (segment_id, frames) VALUES (?, ?)", (row.segment_id, row.frames)
-            )
-    elif tuple(stored) != row.core:
+    )
+    if stored != row.core:
         # Frames are not compared: a caller may drop them from memory once they were stored.
         raise ValueError(
             f"segment {row.segment_id} is already stored with different content; segment ids must "
