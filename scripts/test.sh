@@ -7,6 +7,11 @@ if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null; then
   { apt-get install -y -qq xvfb xdotool || { apt-get update -qq && apt-get install -y -qq xvfb xdotool; }; } >/dev/null 2>&1 \
     || echo "note: could not install xvfb/xdotool: the real-window test will be skipped"
 fi
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  # The web labeling page's tests drive a real browser; they are skipped (with a reason) without one.
+  { apt-get install -y -qq chromium chromium-driver || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }; } \
+    >/dev/null 2>&1 || echo "note: could not install chromium/chromium-driver: the browser tests will be skipped"
+fi
 bash scripts/setup.sh
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 # The store's PostgreSQL tests need a real server: a throw-away local cluster, stopped at the end.

@@ -1,6 +1,6 @@
-"""A person answers the queries in a pygame window (see ``docs/oracles-human.md``).
+"""A person answers the queries in a pygame window or on a web page (see ``docs/oracles-human.md``).
 
-Two ways to label:
+Three ways to label:
 
 - :class:`HumanOracle`: synchronous by default, training waits while the window shows a batch of
   queries; with ``asynchronous=True`` the window runs in its own process and training goes on with
@@ -8,6 +8,8 @@ Two ways to label:
 - :func:`run_labeling_session`: a separate process (``prefwrap label RUN_DIR``, or the asynchronous
   oracle's) shows the pending queries of a run's preference store as they appear and writes each
   answer to it.
+- ``HumanOracle(interface="web")``: the web labeling page (:mod:`prefwrap.web`) is served from the
+  run's store while training runs; any number of annotators label in their browsers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from prefwrap.clips.frames import clip_frames
 from prefwrap.oracles.base import BaseOracle, OracleContext
@@ -37,7 +39,7 @@ _IN_MEMORY = ":memory:"
 
 
 class HumanOracle(BaseOracle):
-    """Asks a person, in a pygame window, which of two clips is better.
+    """Asks a person, in a pygame window or on a web page, which of two clips is better.
 
     Each query's clips (:func:`~prefwrap.clips.frames.clip_frames`: ``Segment.frames``, else uint8
     image observations) loop side by side until a key is pressed: left arrow = LEFT is better,
@@ -59,6 +61,18 @@ class HumanOracle(BaseOracle):
             file, from :meth:`connect`): :meth:`label` returns at once with ``None`` for every query
             and the learner picks the answers up from the store. If the person closes that window
             it is not reopened; ``prefwrap label RUN_DIR`` continues.
+        interface: ``"window"`` (pygame) or ``"web"``: :meth:`connect` starts the labeling page
+            (:func:`prefwrap.web.server.serve`) in a process of its own and prints its link; the page
+            writes each answer to the run's store as ``human:<name>``, and :meth:`label` returns at
+            once with ``None`` for every query, as in the asynchronous mode: the learner picks the
+            answers up from the store as they land. ``asynchronous`` is implied.
+        host: Web interface only: the interface to bind. The default, ``127.0.0.1``, is reachable
+            from this machine only (use an SSH tunnel from a laptop); any other host gets a token,
+            printed once in the link.
+        port: Web interface only: the TCP port.
+        token: Web interface only: the secret in the link; ``None`` makes one for a non-loopback host.
+        overlap: Web interface only: the fraction of queries shown to a second annotator, to measure
+            agreement (``prefwrap annotators RUN_DIR``); training uses the first answer.
 
     Attributes:
         window: The :class:`~prefwrap.oracles.labeling_window.LabelingWindow`, created on first use.
@@ -66,8 +80,10 @@ class HumanOracle(BaseOracle):
             ``None`` before (then answers are only returned, and the asynchronous mode cannot start).
 
     Raises:
-        ValueError: ``fps`` is not positive or ``None``, or ``scale`` is not a positive integer or ``None``.
-        ImportError: pygame is not installed (the message names ``prefwrap[human]``).
+        ValueError: ``fps`` is not positive or ``None``, ``scale`` is not a positive integer or ``None``,
+            ``interface`` is not ``"window"`` or ``"web"``, or ``overlap`` is not in ``[0, 1]``.
+        ImportError: pygame is not installed (the message names ``prefwrap[human]``), or for the web
+            interface fastapi or uvicorn (the message names ``prefwrap[web]``).
 
     Example:
         >>> oracle = HumanOracle(labeler="human:alice")  # doctest: +SKIP
@@ -87,17 +103,32 @@ class HumanOracle(BaseOracle):
         labeler: str = "human",
         window_size: tuple[int, int] | None = None,
         asynchronous: bool = False,
+        interface: Literal["window", "web"] = "window",
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        token: str | None = None,
+        overlap: float = 0.0,
     ) -> None:
         if fps is not None and not fps > 0:
             raise ValueError(f"fps must be positive or None, got {fps}")
         if scale is not None and (not isinstance(scale, int) or scale < 1):
             raise ValueError(f"scale must be a positive integer or None, got {scale!r}")
-        import_pygame()  # fail now, not after hours of training, if pygame is missing
+        if interface not in ("window", "web"):
+            raise ValueError(f"interface must be 'window' or 'web', got {interface!r}")
+        if not 0.0 <= overlap <= 1.0:
+            raise ValueError(f"overlap must be in [0, 1], got {overlap}")
+        # fail now, not after hours of training, if the interface's packages are missing
+        if interface == "web":
+            _require_web_packages()
+        else:
+            import_pygame()
+        self.interface = interface
+        self.web_options = {"host": host, "port": port, "token": token, "overlap": overlap}
         self.fps = fps
         self.scale = scale
         self.labeler = labeler
         self.window_size = window_size
-        self.asynchronous = asynchronous
+        self.asynchronous = asynchronous or interface == "web"
         self.window: LabelingWindow | None = None
         self.context: OracleContext | None = None
         self._progress = ""
@@ -117,6 +148,11 @@ class HumanOracle(BaseOracle):
                 "PreferenceCallback(venv, oracle, store='run/preferences.sqlite')"
             )
         self.context = context
+        if self.interface == "web" and self._session is None:
+            # start now, not at the first query: the page tells annotators when queries will come
+            from prefwrap.web.server import start_server_process
+
+            self._session = start_server_process(context.store_path, **self.web_options)
 
     def show_progress(self, text: str) -> None:
         """Show ``text`` (e.g. ``"312 / 1000 labels, 4 queries waiting"``) under the batch progress."""
@@ -133,6 +169,13 @@ class HumanOracle(BaseOracle):
         answers: list[Preference | None] = [None] * len(queries)
         if not queries:
             return answers
+        if self.interface == "web":
+            if self._session is None:
+                raise ValueError(
+                    'HumanOracle(interface="web") serves the run\'s store: pass it to a PreferenceCallback '
+                    "or PreferenceLearner with a store, e.g. store='run/preferences.sqlite'"
+                )
+            return answers  # the page writes answers to the store; the learner reads them from there
         if self.asynchronous:
             self._start_session()
             return answers
@@ -154,7 +197,7 @@ class HumanOracle(BaseOracle):
         return answers
 
     def close(self) -> None:
-        """Close the window, if open, and end the asynchronous labelling process."""
+        """Close the window, if open, and end the asynchronous labelling process or the web page."""
         if self.window is not None:
             self.window.close()
         if self._session is not None and self._session.is_alive():
@@ -191,6 +234,21 @@ class HumanOracle(BaseOracle):
             self.window = LabelingWindow(fps=self._fps(), scale=self.scale, window_size=self.window_size)
         self.window.fps = self._fps()
         return self.window
+
+
+def _require_web_packages() -> None:
+    """Import FastAPI and uvicorn, or fail with the extra that installs them.
+
+    Raises:
+        ImportError: fastapi or uvicorn is not installed (the message names ``prefwrap[web]``).
+    """
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            'The web labeling page needs fastapi and uvicorn: pip install "prefwrap[web]"'
+        ) from err
 
 
 def _is_in_memory(store_path: str | os.PathLike[str] | None) -> bool:
