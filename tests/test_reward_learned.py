@@ -130,3 +130,14 @@ def test_dict_observations() -> None:
 def test_invalid_reward_std() -> None:
     with pytest.raises(ValueError, match="reward_std"):
         LearnedReward(OBS, ACT, reward_std=0.0)
+
+
+def test_uncertainty_penalty_pays_mean_minus_beta_std() -> None:
+    obs_space, act_space = spaces.Box(-1, 1, (2,)), spaces.Box(-1, 1, (1,))
+    plain = LearnedReward(obs_space, act_space, hidden_sizes=(8,), seed=0)
+    pessimistic = LearnedReward(obs_space, act_space, hidden_sizes=(8,), seed=0, uncertainty_penalty=1.5)
+    members = np.array([[1.0, 0.0], [3.0, 0.0]])
+    np.testing.assert_allclose(plain.combine(members), [2.0, 0.0])
+    np.testing.assert_allclose(pessimistic.combine(members), [2.0 - 1.5, 0.0])
+    with pytest.raises(ValueError, match="uncertainty_penalty"):
+        LearnedReward(obs_space, act_space, uncertainty_penalty=-1.0)

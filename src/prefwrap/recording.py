@@ -66,6 +66,7 @@ class SegmentRecording:
         hidden_sizes: tuple[int, ...],
         use_actions: bool,
         reward_std: float | None,
+        uncertainty_penalty: float,
         record_frames: bool | str,
         frame_capacity: int,
         device: str,
@@ -86,7 +87,12 @@ class SegmentRecording:
         elif reward_model is not None:
             self.learned_reward = LearnedReward.load(reward_model, observation_space, action_space, device)
         else:
-            options = {"n_members": n_members, "hidden_sizes": hidden_sizes, "use_actions": use_actions}
+            options = {
+                "n_members": n_members,
+                "hidden_sizes": hidden_sizes,
+                "use_actions": use_actions,
+                "uncertainty_penalty": uncertainty_penalty,
+            }
             self.learned_reward = LearnedReward(
                 observation_space, action_space, reward_std=reward_std, device=device, seed=seed, **options
             )

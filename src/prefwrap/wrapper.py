@@ -67,6 +67,8 @@ class PreferenceRewardWrapper(SegmentRecording):
         frame_capacity: With ``frame_capture == "render"``, keep frames for only the newest this many
             segments (states are small: they are kept for every buffered segment).
         device: Torch device of the reward model.
+        uncertainty_penalty: Pay the agent ``mean - β · std`` of the ensemble instead of its mean (see
+            :class:`~prefwrap.reward.learned.LearnedReward`); 0 (default) keeps the mean.
         seed: Seed of the reward ensemble's initial weights; with the callback's ``seed`` (and the
             oracle's and the model's), a run repeats exactly on CPU. ``None``: torch's global generator.
 
@@ -111,6 +113,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         frame_capacity: int = 128,
         device: str = "cpu",
         segment_memory_mb: float = 1024.0,
+        uncertainty_penalty: float = 0.0,
         seed: int | None = None,
     ) -> None:
         check_layers_below(env)
@@ -128,6 +131,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
             hidden_sizes=hidden_sizes,
             use_actions=use_actions,
             reward_std=reward_std,
+            uncertainty_penalty=uncertainty_penalty,
             record_frames=record_frames,
             frame_capacity=frame_capacity,
             device=device,
@@ -223,6 +227,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         frame_capacity: int = 128,
         device: str = "cpu",
         segment_memory_mb: float = 1024.0,
+        uncertainty_penalty: float = 0.0,
         seed: int | None = None,
     ) -> None:
         # SB3 puts a Monitor OUTSIDE an unmonitored env it is given, where it would log the learned
@@ -240,6 +245,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
             hidden_sizes=hidden_sizes,
             use_actions=use_actions,
             reward_std=reward_std,
+            uncertainty_penalty=uncertainty_penalty,
             record_frames=record_frames,
             frame_capacity=frame_capacity,
             device=device,

@@ -48,6 +48,10 @@ class LearnedReward:
         reward_std: Standard deviation of the normalised reward; ``None``: 1.0 for vector observations,
             0.05 for images (the paper's Atari setting).
         device: Torch device for inference and fitting.
+        uncertainty_penalty: ``β`` of a pessimistic reward ``mean - β · std`` over the members (the
+            lower confidence bound of pessimistic reward learning, e.g. Zhu et al. 2023, "Principled
+            RLHF", and the sign-flipped RUNE bonus of Liang et al. 2022): the agent is paid less where
+            the ensemble is unsure, i.e. off the labelled distribution. 0 (default): the mean.
         seed: Seed of the ensemble's initial weights (a private generator: torch's global random
             state is neither used nor advanced). ``None`` draws them from torch's global generator.
     """
@@ -62,6 +66,7 @@ class LearnedReward:
         use_actions: bool = True,
         reward_std: float | None = None,
         device: str | torch.device = "cpu",
+        uncertainty_penalty: float = 0.0,
         seed: int | None = None,
     ) -> None:
         self.encoder = InputEncoder(observation_space, action_space, use_actions)
@@ -69,12 +74,16 @@ class LearnedReward:
             reward_std = IMAGE_REWARD_STD if self.encoder.image_observations else 1.0
         if reward_std <= 0:
             raise ValueError(f"reward_std must be > 0, got {reward_std}")
+        if uncertainty_penalty < 0:
+            raise ValueError(f"uncertainty_penalty must be >= 0, got {uncertainty_penalty}")
         self.config: dict[str, Any] = {
             "n_members": n_members,
             "hidden_sizes": list(hidden_sizes),
             "use_actions": use_actions,
             "reward_std": reward_std,
+            "uncertainty_penalty": uncertainty_penalty,
         }
+        self.uncertainty_penalty = uncertainty_penalty
         self.device = torch.device(device)
         if seed is None:
             self.model: nn.Module = self._build_model().to(self.device)
@@ -123,10 +132,16 @@ class LearnedReward:
         if not self.fitted:
             return np.zeros(len(action_features), dtype=np.float32)
         if self._fast_forward is not None and len(action_features) <= FAST_PATH_MAX_BATCH:
-            raw = self._fast_forward(observation_features, action_features).mean(axis=0)
+            members = self._fast_forward(observation_features, action_features)
         else:
-            raw = self.member_rewards(observation_features, action_features).mean(dim=0).cpu().numpy()
-        return self.normalize(raw)
+            members = self.member_rewards(observation_features, action_features).cpu().numpy()
+        return self.normalize(self.combine(members))
+
+    def combine(self, members: np.ndarray) -> np.ndarray:
+        """Per-member rewards ``(E, ...)`` -> the raw reward the agent gets, ``mean - β · std`` ``(...)``."""
+        if self.uncertainty_penalty == 0.0:  # the hot path: no std to compute
+            return members.mean(axis=0)
+        return members.mean(axis=0) - self.uncertainty_penalty * members.std(axis=0)
 
     def predict(self, observations: SpaceBatch, actions: SpaceBatch) -> np.ndarray:
         """Normalised learned reward ``(N,)`` for raw batches as a vector env returns/receives them."""
@@ -159,16 +174,12 @@ class LearnedReward:
         self._snapshot()
         raw = []
         for chunk in step_chunks(len(action_features)):
-            raw.append(
-                self.member_rewards(observation_features[chunk], action_features[chunk])
-                .mean(dim=0)
-                .cpu()
-                .numpy()
-            )
+            members = self.member_rewards(observation_features[chunk], action_features[chunk])
+            raw.append(self.combine(members.cpu().numpy()))
         values = np.concatenate(raw).astype(np.float64)
         self.statistics = RunningMeanStd(shape=())
         self.statistics.update(values)
-        absorbing = float(self.model.absorbing_reward.detach().mean().cpu())
+        absorbing = float(self.combine(self.model.absorbing_reward.detach().cpu().numpy()))
         self.offset = absorbing if anchor_absorbing else float(self.statistics.mean)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -211,6 +222,7 @@ class LearnedReward:
             hidden_sizes=tuple(config["hidden_sizes"]),
             use_actions=config["use_actions"],
             reward_std=config["reward_std"],
+            uncertainty_penalty=config["uncertainty_penalty"],
             device=device,
         )
         saved = (tuple(state["observation_shape"]), state["action_dim"])
