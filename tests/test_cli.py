@@ -66,7 +66,9 @@ def stored_labels(store_path: Path) -> list[tuple[int, str]]:
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny run, trained through the real entry point (``python -m prefwrap``)."""
     run = tmp_path_factory.mktemp("cli") / "run"
-    result = prefwrap("train", "--steps", "1536", "--labels", "12", "--run-dir", str(run), *TINY)
+    result = prefwrap(
+        "train", "--steps", "1536", "--labels", "12", "--run-dir", str(run), "--save-freq", "768", *TINY
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "true return, trained policy" in result.stdout
     return run
@@ -83,7 +85,7 @@ def test_train_writes_the_documented_run_directory(trained_run: Path) -> None:
     assert any(trained_run.glob("logs/events.out.tfevents.*"))
     for png in trained_run.glob("plots/*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    videos = list(trained_run.glob("videos/policy.*"))
+    videos = list(trained_run.glob("videos/policy-episode*-return*"))
     if HAS_PYGAME:  # Gymnasium draws Pendulum with pygame; without it the run says so and has no video
         assert len(videos) == 1 and videos[0].suffix in (".mp4", ".gif") and videos[0].stat().st_size > 1000
 
@@ -110,16 +112,48 @@ def test_plot_redraws_the_figures(trained_run: Path, capsys: pytest.CaptureFixtu
     assert "returns.png" in capsys.readouterr().out
 
 
-def test_eval_evaluates_the_saved_policy_with_a_video(
+def test_eval_writes_its_own_files_and_never_the_training_summary(
     trained_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for video in trained_run.glob("videos/*"):
-        video.unlink()
-    assert main(["eval", str(trained_run), "--episodes", "2"]) == 0
+    before = (trained_run / "summary.json").read_bytes()
+    data_before = (trained_run / "plots/reward_vs_true.npz").read_bytes()
+    assert main(["eval", str(trained_run), "--episodes", "2", "--checkpoint", "768"]) == 0
+    assert (trained_run / "summary.json").read_bytes() == before
+    assert (trained_run / "plots/reward_vs_true.npz").read_bytes() == data_before
+    (written,) = trained_run.glob("evals/eval-*.json")
+    result = json.loads(written.read_text())
+    assert result["policy_return"]["episodes"] == 2 and result["labels"] == 12 and result["steps"] == 768
+    assert result["policy_file"].endswith("checkpoints/step-768/policy.zip")
+    if HAS_PYGAME:
+        (video,) = trained_run.glob("evals/eval-*-episode*-return*")
+        assert video.name.split("-return")[1].startswith(("+", "-")) and result["videos"] == [str(video)]
+    out = capsys.readouterr().out
+    assert "true return, trained policy" in out and "--resume" in out and "--baseline" in out
+
+
+def test_eval_of_a_checkpoint_never_kept_is_one_line(
+    trained_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(trained_run), "--checkpoint", "5"])
+    assert exit_info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, "no checkpoint of step 5", "768")
+
+
+def test_returns_plot_ends_at_the_final_evaluation(trained_run: Path) -> None:
+    import numpy as np
+
+    from prefwrap.cli.plots import _evaluation_curve
+    from prefwrap.cli.run_dir import RunDir
+
     summary = json.loads((trained_run / "summary.json").read_text())
-    assert summary["policy_return"]["episodes"] == 2 and summary["labels"] == 12
-    assert list(trained_run.glob("videos/policy.*")) or not HAS_PYGAME
-    assert "true return, trained policy" in capsys.readouterr().out
+    with np.load(trained_run / "evaluations.npz") as data:  # the zoo's format
+        assert set(data.files) >= {"timesteps", "results", "ep_lengths"} and len(data["timesteps"]) >= 5
+    steps, means, _, final = _evaluation_curve(RunDir(trained_run), summary)
+    assert final == (summary["steps"], summary["policy_return"]["mean"], summary["policy_return"]["std"])
+    assert (steps < final[0]).all() and len(means) == len(steps)
+    header = (trained_run / "logs/progress.csv").read_text().splitlines()[0]
+    assert "eval/mean_reward" in header
 
 
 def test_export_with_nothing_pending_says_so(trained_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

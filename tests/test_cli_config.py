@@ -18,7 +18,7 @@ def parse(*argv: str):
 def test_every_option_is_a_field_and_every_field_an_option() -> None:
     args = vars(parse())
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(args) - {"command"} == fields
+    assert set(args) - {"command", "debug"} == fields
 
 
 def test_a_new_run_takes_the_given_options_and_the_defaults() -> None:

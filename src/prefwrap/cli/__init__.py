@@ -70,35 +70,75 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(train)
 
     label = commands.add_parser(
-        "label", parents=[debug], help="label a run's pending queries in a window (needs pygame)"
+        "label",
+        parents=[debug],
+        help="label a run's pending queries in a window (needs pygame)",
+        description="Answer the pending queries of a run in a labeling window, oldest first; each answer "
+        "is written to the run's store the moment its key is pressed. A running trainer picks the answers "
+        "up at its next rollout, a stopped one on prefwrap train --resume DIR.",
     )
-    label.add_argument("run_dir", metavar="DIR")
-    label.add_argument("--labeler", default="human", help="name stored with each label")
+    label.add_argument("run_dir", metavar="DIR", help="run directory written by prefwrap train")
+    label.add_argument("--labeler", default="human", help="name stored with each label [human]")
     label.add_argument("--fps", type=float, default=None, help="playback speed [the env's render_fps]")
     label.add_argument("--scale", type=int, default=None, help="integer magnification of the clips")
-    label.add_argument("--exit-when-done", action="store_true", help="stop when no query is pending")
+    label.add_argument(
+        "--exit-when-done", action="store_true", help="return when nothing is pending instead of waiting"
+    )
 
     export = commands.add_parser(
-        "export", parents=[debug], help="write a run's pending queries as clips + manifest"
+        "export",
+        parents=[debug],
+        help="write a run's pending queries as clips + manifest",
+        description="Write the pending queries of a run as side-by-side clips, a manifest.jsonl and a "
+        "template labels.jsonl, for an annotation tool or crowd platform (docs/oracles-file.md).",
     )
-    export.add_argument("run_dir", metavar="DIR")
+    export.add_argument("run_dir", metavar="DIR", help="run directory written by prefwrap train")
     export.add_argument("--out", default=None, help="output directory [DIR/queries]")
-    export.add_argument("--format", choices=("mp4", "gif"), default="mp4")
+    export.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="clip format [mp4]")
     export.add_argument("--fps", type=float, default=None, help="playback speed [the env's render_fps]")
-    export.add_argument("--scale", type=int, default=1, help="integer upscaling of small renders")
+    export.add_argument("--scale", type=int, default=1, help="integer upscaling of small renders [1]")
 
-    plot = commands.add_parser("plot", parents=[debug], help="redraw a run's plots")
-    plot.add_argument("run_dir", metavar="DIR")
+    plot = commands.add_parser(
+        "plot",
+        parents=[debug],
+        help="redraw a run's plots",
+        description="Redraw plots/returns.png and plots/reward_vs_true.png from the run's logs, "
+        "evaluations.npz and summary.json (e.g. while it trains, or after a resume).",
+    )
+    plot.add_argument("run_dir", metavar="DIR", help="run directory written by prefwrap train")
 
     evaluate = commands.add_parser(
-        "eval", parents=[debug], help="evaluate a run's policy on the true reward, with a video"
+        "eval",
+        parents=[debug],
+        help="evaluate a run's policy on the true reward, with a video",
+        description="Evaluate a run's policy (or a kept checkpoint's) on the true reward next to a "
+        "random policy, film the episodes nearest the median return, and print the table. Writes "
+        "DIR/evals/eval-TIME.json and its files; never summary.json or the training plots.",
     )
-    evaluate.add_argument("run_dir", metavar="DIR")
-    evaluate.add_argument("--episodes", type=int, default=None, help="evaluation episodes [10; Atari 3]")
-    evaluate.add_argument("--no-video", action="store_true")
+    evaluate.add_argument("run_dir", metavar="DIR", help="run directory written by prefwrap train")
+    evaluate.add_argument(
+        "--checkpoint", type=int, default=None, metavar="STEP",
+        help="evaluate the checkpoint kept at STEP (train with --save-freq) [the last policy]",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="evaluation episodes [the run's --eval-episodes]",
+    )
+    evaluate.add_argument("--no-video", action="store_true", help="do not film")
+    evaluate.add_argument(
+        "--video-episodes", type=int, default=None, metavar="N",
+        help="film the N episodes nearest the median return [the run's, 1]",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--video-seconds", type=float, default=None, metavar="S",
+        help="film at most S seconds of each; 0: whole episodes [the run's, 30]",
+    )  # fmt: skip
     evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
-    evaluate.add_argument("--device", choices=DEVICES, default="auto")
-    evaluate.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto", help="torch device [auto]")
+    evaluate.add_argument("--threads", type=int, default=1, help="torch CPU threads [1]")
     return parser
 
 

@@ -13,40 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.utils import get_device
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv
 
 from prefwrap.cli import hyperparams
 from prefwrap.cli.config import NOWAIT, ORACLES, TrainConfig, UsageError, labels_file
 from prefwrap.cli.display import check_display
+from prefwrap.cli.envs import EnvInfo
 from prefwrap.cli.hyperparams import HyperParams
 from prefwrap.oracles.base import BaseOracle
-
-
-@dataclass(frozen=True)
-class EnvInfo:
-    """What ``prefwrap train`` needs to know about an env before building it.
-
-    Attributes:
-        atari: An ALE game (Atari wrappers, frame stack, the paper's Atari settings).
-        image: Image observations (a CNN reward model on what the policy sees).
-        dict_observations: A ``Dict`` observation space (``MultiInputPolicy``).
-        discrete_actions: A ``Discrete`` action space.
-        render_fps: ``metadata["render_fps"]`` in frames per second, or ``None``.
-        segment_length: Steps per queried segment (the wrapper's default for this env).
-    """
-
-    atari: bool
-    image: bool
-    dict_observations: bool
-    discrete_actions: bool
-    render_fps: float | None
-    segment_length: int
 
 
 @dataclass(frozen=True)
@@ -57,80 +34,14 @@ class Setup:
     info: EnvInfo
     params: HyperParams
     device: str
+    conf_values: dict[str, Any] | None = None
+    """The ``--conf-file`` block the hyperparameters started from (``None``: the built-in values)."""
 
     @property
     def reward_device(self) -> str:
         """Vector rewards are tiny MLPs evaluated per step: the CPU (numpy fast path) beats a GPU round
         trip; image rewards are CNNs, worth the run's device."""
         return self.device if self.info.image else "cpu"
-
-
-def probe_env(env_id: str, env_kwargs: dict[str, Any]) -> EnvInfo:
-    """Make ``env_id`` once, check that prefwrap supports its spaces, and describe it.
-
-    Raises:
-        UsageError: Unknown id, a missing extra (named with its pip command), ``env_kwargs`` the env
-            does not take, or an unsupported observation or action space.
-    """
-    looks_atari = env_id.startswith("ALE/") or "NoFrameskip" in env_id
-    if looks_atari:
-        _import_ale()
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error as error:
-        raise UsageError(
-            f'unknown env id {env_id!r}: {error} List the ids with: python -c "import gymnasium; '
-            'gymnasium.pprint_registry()"'
-        ) from None
-    entry_point = str(spec.entry_point)
-    try:
-        env = gym.make(env_id, **env_kwargs)
-    except (gym.error.DependencyNotInstalled, ImportError) as error:
-        raise UsageError(_missing_extra(entry_point, str(error))) from None
-    except TypeError as error:
-        raise UsageError(f"--env-kwargs not accepted by {env_id}: {error}") from None
-    try:
-        return _describe(env, env_id, atari="ale_py" in entry_point)
-    finally:
-        env.close()
-
-
-def _describe(env: gym.Env, env_id: str, atari: bool) -> EnvInfo:
-    from prefwrap.encoding import check_supported, is_image
-    from prefwrap.recording import default_segment_length
-
-    try:
-        check_supported(env.observation_space, "observation")
-        check_supported(env.action_space, "action")
-    except TypeError as error:
-        raise UsageError(f"{env_id}: {error}") from None
-    fps = env.metadata.get("render_fps")
-    return EnvInfo(
-        atari=atari,
-        image=is_image(env.observation_space) or atari,
-        dict_observations=isinstance(env.observation_space, spaces.Dict),
-        discrete_actions=isinstance(env.action_space, spaces.Discrete),
-        render_fps=float(fps) if fps else None,
-        segment_length=default_segment_length(env.observation_space, getattr(env.unwrapped, "dt", None)),
-    )
-
-
-def _import_ale() -> None:
-    try:
-        import ale_py
-    except ImportError:
-        raise UsageError('Atari envs need ale-py: pip install "prefwrap[atari]"') from None
-    gym.register_envs(ale_py)
-
-
-def _missing_extra(entry_point: str, detail: str) -> str:
-    if "mujoco" in entry_point:
-        return f'this env needs MuJoCo: pip install "prefwrap[mujoco]" ({detail})'
-    if "box2d" in entry_point:
-        return f'this env needs Box2D: pip install "gymnasium[box2d]" ({detail})'
-    if "ale_py" in entry_point:
-        return f'Atari envs need ale-py: pip install "prefwrap[atari]" ({detail})'
-    return f"a package this env needs is missing: {detail}"
 
 
 def check_algo_fits(config: TrainConfig, info: EnvInfo) -> None:
@@ -210,17 +121,57 @@ def torch_device(device: str, threads: int) -> str:
     return resolved
 
 
-def resolve_hyperparams(config: TrainConfig, info: EnvInfo, source: str) -> HyperParams:
-    """The zoo's values with the run's ``--hyperparams`` applied; ``source`` names them in errors.
+def resolve_hyperparams(
+    config: TrainConfig, info: EnvInfo, source: str, conf_values: dict[str, Any] | None = None
+) -> HyperParams:
+    """The tuned values (the zoo's, or ``conf_values`` from ``--conf-file`` in their place) with the
+    run's ``--hyperparams`` applied; ``source`` names them in errors.
 
     Raises:
         UsageError: An override that is not ``key=value`` or that the algorithm does not take.
     """
     try:
         overrides = parse_pairs(config.hyperparams, "--hyperparams")
-        return hyperparams.resolve(config.algo, config.env_id, atari=info.atari, overrides=overrides)
+        return hyperparams.resolve(
+            config.algo, config.env_id, atari=info.atari, overrides=overrides, table=conf_values
+        )
     except ValueError as error:
         raise UsageError(f"{source}: {error}") from None
+
+
+def read_conf_file(path: str, env_id: str, atari: bool) -> dict[str, Any]:
+    """The block of ``env_id`` (or ``atari``) in a zoo-format YAML file (``-conf FILE``).
+
+    Raises:
+        UsageError: The file cannot be read, is not zoo-format YAML, or has no block for the env.
+    """
+    import yaml
+
+    try:
+        table = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise UsageError(f"--conf-file {path}: {' '.join(str(error).split())}") from None
+    if not isinstance(table, dict):
+        raise UsageError(f"--conf-file {path}: not the zoo's format (one block of values per env id)")
+    names = [env_id, env_id.rpartition(":")[2], *(["atari"] if atari else [])]
+    block = next((table[name] for name in names if name in table), None)
+    if not isinstance(block, dict):
+        raise UsageError(
+            f"--conf-file {path} has no block for {env_id} (it has: {', '.join(map(str, table)) or 'none'})"
+        )
+    return {key: hyperparams.parse_value(v) if isinstance(v, str) else v for key, v in block.items()}
+
+
+def zoo_block(config: TrainConfig, params: HyperParams) -> dict[str, Any]:
+    """The run's resolved hyperparameters as one zoo-format block (``config.yml``; ``-conf`` reads it)."""
+    block: dict[str, Any] = {"n_envs": config.n_envs, "n_timesteps": config.steps, "policy": params.policy}
+    if params.normalize:
+        block["normalize"] = params.normalize
+    if params.frame_stack:
+        block["frame_stack"] = params.frame_stack
+    for key, value in params.model_kwargs.items():
+        block[key] = value if isinstance(value, (bool, int, float, str, list, dict)) else repr(value)
+    return {config.env_id: block}
 
 
 def parse_pairs(items: list[str], flag: str) -> dict[str, Any]:
@@ -267,49 +218,6 @@ def learner_kwargs(config: TrainConfig) -> dict[str, Any]:
     return kwargs
 
 
-def make_base_env(
-    setup: Setup, n_envs: int, seed: int, *, render: bool = False, small_frames: bool = False
-) -> VecEnv:
-    """The vector env below the preference wrapper: Monitor-wrapped envs, Atari wrappers, frame stack.
-
-    ``render`` makes the envs render to arrays; ``small_frames`` shrinks those renders to clip size
-    (:class:`~prefwrap.clips.video.SmallRender`) for runs that keep frames for labelers.
-    """
-    config = setup.config
-    env_kwargs = parse_pairs(config.env_kwargs, "--env-kwargs")
-    if render:
-        env_kwargs.setdefault("render_mode", "rgb_array")
-    if setup.info.atari:
-        if gym.spec(config.env_id).kwargs.get("frameskip", 1) != 1:
-            env_kwargs.setdefault("frameskip", 1)  # AtariWrapper skips 4 frames itself
-        venv = make_atari_env(config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
-    else:
-        from prefwrap.clips.video import SmallRender
-
-        wrapper_class = SmallRender if render and small_frames else None
-        venv = make_vec_env(
-            config.env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, wrapper_class=wrapper_class
-        )
-    if setup.params.frame_stack:
-        venv = VecFrameStack(venv, setup.params.frame_stack)
-    return venv
-
-
-def with_normalizer(venv: VecEnv, params: HyperParams, path: Path | None, *, training: bool) -> VecEnv:
-    """``venv`` under the zoo's ``VecNormalize`` when ``params.normalize``, with the statistics in
-    ``path`` if it exists; an evaluation stack (``training=False``) freezes them and keeps true rewards."""
-    if not params.normalize:
-        return venv
-    if path is not None and path.is_file():
-        normalizer = VecNormalize.load(str(path), venv)
-        normalizer.training = training
-        if not training:
-            normalizer.norm_reward = False
-        return normalizer
-    gamma = float(params.model_kwargs.get("gamma", 0.99))
-    return VecNormalize(venv, gamma=gamma, training=training, norm_reward=training)
-
-
 def build_model(setup: Setup, venv: VecEnv) -> BaseAlgorithm:
     """A new model of the run's algorithm on ``venv`` with the resolved hyperparameters.
 
@@ -322,8 +230,17 @@ def build_model(setup: Setup, venv: VecEnv) -> BaseAlgorithm:
         policy = "MultiInputPolicy"
     try:
         kwargs = setup.params.algorithm_kwargs(venv.action_space)
-        return hyperparams.algorithm_class(config.algo)(
+        model = hyperparams.algorithm_class(config.algo)(
             policy, venv, seed=config.seed, device=setup.device, verbose=0, **kwargs
         )
     except (TypeError, ValueError, AssertionError) as error:
         raise UsageError(f"cannot build {config.algo.upper()} for {config.env_id}: {error}") from None
+    if config.trained_agent:
+        try:
+            model.set_parameters(config.trained_agent, exact_match=True, device=setup.device)
+        except Exception as error:
+            raise UsageError(
+                f"--trained-agent {config.trained_agent}: not a {config.algo.upper()} policy for "
+                f"{config.env_id}'s spaces and network ({' '.join(str(error).split())})"
+            ) from None
+    return model

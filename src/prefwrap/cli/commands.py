@@ -7,6 +7,7 @@ user can fix (a directory that is not a run, a run without clips, a missing extr
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,55 +131,83 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """``prefwrap eval DIR``: evaluate the saved policy on the true reward and record a video.
+    """``prefwrap eval DIR``: evaluate the saved (or a kept checkpoint's) policy on the true reward.
+
+    Writes ``evals/eval-TIME.json``, its held-out data and its videos; never ``summary.json`` or the
+    training plots.
 
     Raises:
-        UsageError: DIR is not a run directory or has no policy yet, ``--episodes`` below 1, or the
-            run's env or device is not usable here.
+        UsageError: DIR is not a run directory or has no policy yet, no kept checkpoint of
+            ``--checkpoint``, ``--episodes`` below 1, or the run's env or device is not usable here.
     """
     # The training stack is imported here, not at the top: label, export and plot do not need it.
     from prefwrap.cli import build
+    from prefwrap.cli.envs import probe_env
     from prefwrap.cli.evaluate import HeldOut, evaluate_run, label_counts
     from prefwrap.cli.hyperparams import algorithm_class
     from prefwrap.cli.report import print_summary
 
     run, stored = _open_run(args.run_dir)
+    source = _policy_source(run, args.checkpoint)
+    for flag in ("episodes", "video_episodes"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    config = TrainConfig.from_record(stored)
+    env_kwargs = build.parse_pairs(config.env_kwargs, "--env-kwargs")
+    info = probe_env(config.env_id, env_kwargs, config.gym_packages, config.env_wrapper)
+    params = build.resolve_hyperparams(config, info, str(run.config), stored.get("conf_values"))
+    config.eval_episodes = args.episodes or config.eval_episodes
+    config.video_episodes = args.video_episodes or config.video_episodes
+    config.video_seconds = args.video_seconds if args.video_seconds is not None else config.video_seconds
+    setup = build.Setup(config, info, params, build.torch_device(args.device, args.threads))
+    model = algorithm_class(config.algo).load(str(source.policy), device=setup.device)
+    held_out = HeldOut(_saved_reward(setup, source), int(stored.get("segment_length") or 25))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    prefix = run.evals / f"eval-{stamp}"
+    print(f"Evaluating {source.policy} on the true reward: {config.eval_episodes} episode(s)...")
+    result = evaluate_run(
+        setup, run, model, held_out, video=not args.no_video, deterministic=not args.stochastic, prefix=prefix
+    )
+    trained = read_json(run.summary) or {}
+    result.update(
+        policy_file=str(source.policy),
+        deterministic=not args.stochastic,
+        steps=int(model.num_timesteps),
+        baseline_return=trained.get("baseline_return"),
+        train_seconds=trained.get("train_seconds"),
+        evaluated_at=stamp,
+    )
+    if run.store.is_file():
+        with PreferenceStore(run.store) as store:
+            result.update(label_counts(store, config.labels))
+            result["pending"] = len(store.pending_queries(with_frames=False))
+    result.update({k: trained[k] for k in ("val_accuracy", "val_pairs") if k in trained})
+    result["plots"] = []
+    write_json(prefix.with_suffix(".json"), result)
+    print_summary(result, run, baseline_hint=f"prefwrap train --resume {run.path} --baseline")
+    print(f"eval:  {prefix.with_suffix('.json')} (the training summary, {run.summary.name}, is unchanged)")
+    return 0
+
+
+def _policy_source(run: RunDir, step: int | None) -> RunDir:
+    """The run itself, or the checkpoint it kept at ``step``; refuses one without a policy."""
+    if step is not None:
+        try:
+            return run.kept_checkpoint(step)
+        except RunDirError as error:
+            raise UsageError(str(error)) from None
     if not run.policy.is_file():
         raise UsageError(
             f"{run.path} has no policy yet ({run.policy.name}): train it, or resume it with "
             f"prefwrap train --resume {run.path}"
         )
-    if args.episodes is not None and args.episodes < 1:
-        raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
-    config = TrainConfig.from_record(stored)
-    info = build.probe_env(config.env_id, build.parse_pairs(config.env_kwargs, "--env-kwargs"))
-    params = build.resolve_hyperparams(config, info, str(run.config))
-    config.eval_episodes = args.episodes or config.eval_episodes
-    setup = build.Setup(config, info, params, build.torch_device(args.device, args.threads))
-    model = algorithm_class(config.algo).load(str(run.policy), device=setup.device)
-    held_out = HeldOut(_saved_reward(setup, run), int(stored.get("segment_length") or 25))
-    print(f"Evaluating {run.policy} on the true reward: {config.eval_episodes} episode(s)...")
-    evaluation = evaluate_run(
-        setup, run, model, held_out, video=not args.no_video, deterministic=not args.stochastic
-    )
-    summary = (read_json(run.summary) or {}) | evaluation
-    if run.store.is_file():
-        with PreferenceStore(run.store) as store:
-            summary.update(label_counts(store, config.labels))
-            summary["pending"] = len(store.pending_queries(with_frames=False))
-    summary["steps"] = int(model.num_timesteps)
-    summary.setdefault(
-        "train_seconds", round(sum(s.get("train_seconds", 0.0) for s in stored.get("sessions", [])), 1)
-    )
-    summary["plots"] = [str(path) for path in plot_run(run, summary)]
-    write_json(run.summary, summary)
-    print_summary(summary, run)
-    return 0
+    return run
 
 
 def _saved_reward(setup: Setup, run: RunDir) -> LearnedReward | None:
     """The run's fitted reward model, loaded for the env's spaces; ``None`` if none was saved."""
-    from prefwrap.cli.build import make_base_env
+    from prefwrap.cli.envs import make_base_env
     from prefwrap.reward.learned import LearnedReward
 
     if not run.reward_model.is_file():

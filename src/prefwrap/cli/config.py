@@ -41,6 +41,7 @@ def labels_file(oracle: str) -> str | None:
 
 
 DEVICES = ("auto", "cpu", "cuda")
+VEC_ENVS = ("dummy", "subproc")
 
 DEFAULT_STEPS = 1_000_000
 """Training steps when neither ``--steps`` nor a tuned ``n_timesteps`` is known."""
@@ -140,7 +141,14 @@ class TrainConfig:
         on_resume="fixed",
         nargs="?",
         metavar="ENV_ID",
-        help=f"Gymnasium env id [{DEFAULT_ENV}]",
+        help=f"Gymnasium env id, or module:EnvId to import the module that registers it [{DEFAULT_ENV}]",
+    )
+    gym_packages: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
+        on_resume="fixed",
+        default_factory=list,
+        nargs="+",
+        metavar="MODULE",
+        help="modules to import before making the env, e.g. ones that register custom envs (the zoo's flag)",
     )
     algo: str = option("ppo", on_resume="fixed", choices=ALGOS, help="algorithm [ppo]")
     oracle: str = option(
@@ -178,12 +186,40 @@ class TrainConfig:
         metavar="KEY=VALUE",
         help="algorithm overrides, e.g. n_steps=256 learning_rate=lin_3e-4",
     )
+    conf_file: str | None = option(
+        None,
+        on_resume="fixed",
+        flags=("-conf", "--conf-file"),
+        metavar="FILE",
+        help="YAML hyperparameters in the zoo's format (one block per env id) replacing the built-in "
+        "tuned values; --hyperparams KEY=VALUE still override them",
+    )
     env_kwargs: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
         on_resume="fixed",
         default_factory=list,
         nargs="+",
         metavar="KEY=VALUE",
         help="gymnasium.make keyword arguments",
+    )
+    env_wrapper: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
+        on_resume="fixed",
+        default_factory=list,
+        nargs="+",
+        metavar="DOTTED.PATH",
+        help="gymnasium.Wrapper classes applied to each env, innermost first, e.g. "
+        "gymnasium.wrappers.TimeAwareObservation (as the zoo's env_wrapper)",
+    )
+    vec_env: str = option(
+        "dummy",
+        on_resume="resumable",
+        choices=VEC_ENVS,
+        help="dummy: every env in this process; subproc: one process per env [dummy]",
+    )
+    trained_agent: str | None = option(
+        None,
+        on_resume="fixed",
+        metavar="PATH",
+        help="start the policy from this Stable-Baselines3 zip (same algorithm and spaces)",
     )
     learner: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
         on_resume="resumable",
@@ -198,18 +234,78 @@ class TrainConfig:
         action="store_true",
         help="also train the algorithm on the true reward (same steps, seed) for comparison",
     )
+    eval_freq: int = option(
+        0,
+        on_resume="resumable",
+        minimum=-1,
+        type=int,
+        metavar="N",
+        help="evaluate on the true reward every N steps (evaluations.npz, best_model.zip, "
+        "eval/mean_reward); -1: never [steps/10]",
+    )
     eval_episodes: int = option(
-        0, on_resume="resumable", minimum=1, type=int, help="evaluation episodes [10; Atari 3]"
+        0,
+        on_resume="resumable",
+        minimum=1,
+        type=int,
+        metavar="K",
+        help="episodes of each evaluation, periodic and final [10; Atari 3]",
     )
     checkpoint_every: int = option(
-        0, on_resume="resumable", minimum=1, type=int, help="steps between checkpoints [steps/10, 1k to 100k]"
+        0,
+        on_resume="resumable",
+        minimum=1,
+        type=int,
+        metavar="N",
+        help="steps between the checkpoints --resume continues from [steps/10, 1k to 100k]",
+    )
+    save_freq: int = option(
+        -1,
+        on_resume="resumable",
+        minimum=-1,
+        type=int,
+        metavar="N",
+        help="also keep a checkpoint every N steps in checkpoints/step-N/ (policy, reward model, "
+        "normaliser, store position) for --resume --checkpoint and eval --checkpoint; -1: none [-1]",
+    )
+    checkpoint: int | None = option(
+        None,
+        on_resume="session",
+        type=int,
+        metavar="STEP",
+        help="with --resume: continue from the kept checkpoint of this step (see --save-freq) instead "
+        "of the last one",
+    )
+    until_labelled: bool = option(
+        False,
+        on_resume="resumable",
+        action="store_true",
+        help="with --oracle human:async or file:PATH:nowait, keep training past --steps until every label "
+        "of the budget is given (Ctrl-C stops with a checkpoint)",
     )
     video: bool = option(
         True,
         on_resume="resumable",
         flags=("--no-video",),
         action="store_false",
-        help="do not record an evaluation video",
+        help="do not record evaluation videos",
+    )
+    video_episodes: int = option(
+        1,
+        on_resume="resumable",
+        cli_default=None,
+        minimum=1,
+        type=int,
+        metavar="N",
+        help="film the N evaluation episodes whose returns are nearest the median [1]",
+    )
+    video_seconds: float = option(
+        30.0,
+        on_resume="resumable",
+        cli_default=None,
+        type=float,
+        metavar="S",
+        help="film at most S seconds of each episode; 0: whole episodes [30]",
     )
     progress_bar: bool = option(
         True,
@@ -219,13 +315,27 @@ class TrainConfig:
         help="no progress bar (log files only)",
     )
     verbose: int = option(
-        0,
+        1,
         on_resume="session",
         flags=("-v", "--verbose"),
-        cli_default=0,
-        action="count",
-        help="-v: SB3's log tables on stdout too",
+        cli_default=1,
+        type=int,
+        choices=(0, 1, 2),
+        nargs="?",
+        const=2,
+        help="0: the header and the summary only; 1: also a line per reward refit; 2 (or -v alone): also "
+        "SB3's log tables [1]",
     )
+    track: bool = option(
+        False,
+        on_resume="session",
+        action="store_true",
+        help="log to Weights & Biases (needs prefwrap[track]; WANDB_MODE=offline works without an account)",
+    )
+    wandb_project_name: str = option(
+        "prefwrap", on_resume="session", cli_default="prefwrap", help="W&B project of --track [prefwrap]"
+    )
+    wandb_entity: str | None = option(None, on_resume="session", help="W&B entity (team) of --track")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TrainConfig:
@@ -269,7 +379,8 @@ class TrainConfig:
 
     def new_run_dir(self) -> str:
         """``--run-dir``, or ``runs/ENV-ALGO-seedS-TIME``."""
-        name = f"{self.env_id.replace('/', '-')}-{self.algo}-seed{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+        env = self.env_id.replace("/", "-").replace(":", "-")
+        name = f"{env}-{self.algo}-seed{self.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
         return self.run_dir or os.path.join("runs", name)
 
     def fill_task_defaults(self, info: EnvInfo, params: HyperParams) -> None:
@@ -279,6 +390,7 @@ class TrainConfig:
         self.labels = self.labels or default_labels(self.env_id, info.atari)
         self.eval_episodes = self.eval_episodes or (3 if info.atari else 10)
         self.checkpoint_every = self.checkpoint_every or int(min(100_000, max(1_000, self.steps // 10)))
+        self.eval_freq = self.eval_freq or max(1, self.steps // 10)
 
 
 def default_labels(env_id: str, atari: bool) -> int:

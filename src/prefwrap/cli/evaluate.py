@@ -10,7 +10,7 @@ on fresh envs; :func:`train_baseline` trains the same algorithm on the true rewa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,9 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs
 
-from prefwrap.cli.build import Setup, build_model, make_base_env, with_normalizer
-from prefwrap.cli.plots import correlation, save_reward_data
+from prefwrap.cli.build import Setup, build_model
+from prefwrap.cli.envs import make_base_env, with_normalizer
+from prefwrap.cli.plots import REWARD_DATA, correlation, save_reward_data
 from prefwrap.cli.run_dir import RunDir
 from prefwrap.clips.video import VideoWriter
 from prefwrap.env_utils import find_preference_wrapper
@@ -34,9 +35,6 @@ from prefwrap.wrapper import PreferenceRewardWrapper
 
 Act = Callable[[VecEnvObs], np.ndarray]
 """Maps a batch of observations ``(n_envs, ...)`` to a batch of actions ``(n_envs, ...)``."""
-
-VIDEO_SECONDS = 10.0
-"""The video shows the first this many seconds of one evaluation episode."""
 
 EVAL_SEED_OFFSET = 10_000
 """Evaluation envs are seeded ``seed + 10,000`` (the random policy ``+ 1`` more): never a training seed."""
@@ -68,7 +66,8 @@ def evaluate(
     act: Act,
     n_episodes: int,
     *,
-    on_frame: Callable[[np.ndarray], None] | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    film: Collection[int] = (0,),
     max_frames: int = 2000,
     max_steps: int = 1_000_000,
 ) -> Evaluation:
@@ -79,9 +78,10 @@ def evaluate(
             record the held-out segments) above ``Monitor``-wrapped envs; ``VecNormalize`` on top is fine.
         act: The policy: ``act(observations) -> actions`` for the whole batch.
         n_episodes: Episodes to finish (counted across sub-envs).
-        on_frame: Receives the rendered ``(height, width, 3)`` uint8 frames of sub-env 0 until its first
-            episode ends (video).
-        max_frames: Stop handing frames after this many.
+        on_frame: Receives ``(episode, frame)``: the rendered ``(height, width, 3)`` uint8 frames of
+            sub-env 0 during its episodes numbered in ``film`` (0: its first).
+        film: Episodes of sub-env 0 to hand frames of.
+        max_frames: Frames handed per filmed episode at most.
         max_steps: Safety bound on vector steps.
 
     Returns:
@@ -99,26 +99,26 @@ def evaluate(
     episode_key = "episode" if _has_monitor(venv) else "pref_episode"
     returns: list[float] = []
     observations = venv.reset()
-    recording = on_frame is not None
-    n_frames = 0
+    recording, episode, n_frames, in_episode = on_frame is not None, 0, 0, 0
     video_error: str | None = None
     for _ in range(max_steps):
-        if recording:
+        if recording and episode in film and in_episode < max_frames:
             try:
                 frame = venv.get_images()[0]
-                recording = frame is not None and n_frames < max_frames
-                if recording:
-                    on_frame(frame)  # type: ignore[misc]
+                if frame is not None:
+                    on_frame(episode, frame)  # type: ignore[misc]
                     n_frames += 1
+                    in_episode += 1
             except Exception as error:  # a renderer that fails (no OpenGL...) costs the video only
                 video_error = " ".join(f"{type(error).__name__}: {error}".split())
                 recording = False
         observations, _, _, infos = venv.step(act(observations))
         for index, info in enumerate(infos):
-            episode = info.get(episode_key)
-            if episode is not None:
-                returns.append(float(episode["r"] if episode_key == "episode" else episode["true_return"]))
-                recording = recording and index != 0
+            finished = info.get(episode_key)
+            if finished is not None:
+                returns.append(float(finished["r"] if episode_key == "episode" else finished["true_return"]))
+                if index == 0:
+                    episode, in_episode = episode + 1, 0
         if len(returns) >= n_episodes:
             break
     true_returns, learned_returns = held_out_returns(wrapper)
@@ -197,33 +197,38 @@ def evaluate_run(
     *,
     video: bool,
     deterministic: bool = True,
+    prefix: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the policy and a random policy on fresh envs; write the held-out data and the video.
+    """Evaluate the policy and a random policy on fresh envs; write the held-out data and the videos.
+
+    Args:
+        prefix: Where this evaluation's files go: ``PREFIX-reward_vs_true.npz`` and
+            ``PREFIX-episodeK-return±R.mp4``; ``None``: the run's own (``plots/reward_vs_true.npz``,
+            ``videos/policy-...``), as the final evaluation of ``prefwrap train`` writes them.
 
     Returns:
-        The summary's evaluation entries (returns, correlation, title, video path).
+        The summary's evaluation entries (returns, correlation, title, video paths).
     """
-    config, info = setup.config, setup.info
+    config = setup.config
     eval_seed = config.seed + EVAL_SEED_OFFSET
     normalizer = run.vecnormalize if setup.params.normalize else None
-    writer = (
-        VideoWriter(run.videos / "policy", fps=(info.render_fps or 30.0) / (4 if info.atari else 1))
-        if video
-        else None
-    )
-    policy = _evaluate_once(
-        setup, held_out, normalizer, eval_seed, policy_actions(model, deterministic), writer
-    )
-    if policy.video_error:
-        print(f"No video: rendering failed ({policy.video_error})")
-    video_path = writer.close() if writer is not None else None
-    randomly = _evaluate_once(setup, held_out, normalizer, eval_seed + 1, None, None)
+    act = policy_actions(model, deterministic)
+    policy = _evaluate_once(setup, held_out, normalizer, eval_seed, act)
+    videos: list[Path] = []
+    if video:
+        stem = prefix if prefix is not None else run.videos / "policy"
+        if prefix is None:
+            for old in run.videos.glob("policy*"):  # an earlier session's final videos
+                old.unlink()
+        videos = film_episodes(setup, held_out, normalizer, eval_seed, act, policy.episode_returns, stem)
+    randomly = _evaluate_once(setup, held_out, normalizer, eval_seed + 1, None)
     true_returns = np.concatenate([policy.segment_true_returns, randomly.segment_true_returns])
     learned_returns = np.concatenate([policy.segment_learned_returns, randomly.segment_learned_returns])
     source = np.concatenate(
         [np.zeros(len(policy.segment_true_returns)), np.ones(len(randomly.segment_true_returns))]
     )
-    save_reward_data(run, true_returns, learned_returns, source)
+    data = Path(f"{prefix}-{REWARD_DATA}") if prefix is not None else run.plots / REWARD_DATA
+    save_reward_data(data, true_returns, learned_returns, source)
     return {
         "env_id": config.env_id,
         "algo": config.algo,
@@ -232,8 +237,61 @@ def evaluate_run(
         "policy_return": return_stats(policy.episode_returns),
         "random_return": return_stats(randomly.episode_returns),
         "reward_correlation": finite_or_none(correlation(true_returns, learned_returns)),
-        "video": str(video_path) if video_path is not None else None,
+        "videos": [str(path) for path in videos],
+        "video": str(videos[0]) if videos else None,
     }
+
+
+def median_episodes(returns: np.ndarray, n: int) -> list[int]:
+    """Indices of the ``n`` episodes whose returns are nearest the median (the median one first)."""
+    order = np.argsort(np.abs(returns - np.median(returns)), kind="stable")
+    return [int(i) for i in order[:n]]
+
+
+def film_episodes(
+    setup: Setup,
+    held_out: HeldOut,
+    normalizer: Path | None,
+    seed: int,
+    act: Act,
+    returns: np.ndarray,
+    stem: Path,
+) -> list[Path]:
+    """Film the ``--video-episodes`` episodes nearest the median return, replaying the evaluation
+    (same seeds, so the same episodes for a deterministic policy) with rendering on.
+
+    Each goes to ``STEM-episodeK-return±R.mp4`` (``R``: the return of the filmed episode), at most
+    ``--video-seconds`` of it. Returns the files written.
+    """
+    config, info = setup.config, setup.info
+    if len(returns) == 0:
+        return []
+    chosen = median_episodes(returns, config.video_episodes)
+    fps = (info.render_fps or 30.0) / (4 if info.atari else 1)
+    writers = {k: VideoWriter(stem.with_name(f"{stem.name}-filming{k}"), fps=fps) for k in chosen}
+    seconds = config.video_seconds
+    filmed = _evaluate_once(
+        setup,
+        held_out,
+        normalizer,
+        seed,
+        act,
+        n_episodes=max(chosen) + 1,
+        on_frame=lambda k, frame: writers[k].add(frame),
+        film=chosen,
+        max_frames=int(seconds * fps) if seconds > 0 else 1_000_000,
+    )
+    if filmed.video_error:
+        print(f"No video: rendering failed ({filmed.video_error})")
+    paths = []
+    for k, writer in writers.items():
+        path = writer.close()
+        if path is not None and k < len(filmed.episode_returns):
+            final = stem.with_name(
+                f"{stem.name}-episode{k}-return{filmed.episode_returns[k]:+.1f}{path.suffix}"
+            )
+            paths.append(path.replace(final))
+    return paths
 
 
 def _evaluate_once(
@@ -242,10 +300,14 @@ def _evaluate_once(
     normalizer: Path | None,
     seed: int,
     act: Act | None,
-    writer: VideoWriter | None,
+    *,
+    n_episodes: int | None = None,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    film: Collection[int] = (),
+    max_frames: int = 0,
 ) -> Evaluation:
-    """One evaluation on a fresh single env (``act=None``: a random policy)."""
-    base = make_base_env(setup, 1, seed, render=writer is not None)
+    """One evaluation on a fresh single env (``act=None``: a random policy); ``on_frame``: film it."""
+    base = make_base_env(setup, 1, seed, render=on_frame is not None)
     wrapper = PreferenceRewardWrapper(
         base,
         reward_model=held_out.learned_reward,
@@ -257,9 +319,10 @@ def _evaluate_once(
         return evaluate(
             venv,
             act or random_actions(venv, seed),
-            setup.config.eval_episodes,
-            on_frame=writer.add if writer is not None else None,
-            max_frames=int(VIDEO_SECONDS * writer.fps) if writer is not None else 0,
+            n_episodes or setup.config.eval_episodes,
+            on_frame=on_frame,
+            film=film,
+            max_frames=max_frames,
         )
     finally:
         venv.close()
@@ -288,7 +351,7 @@ def train_baseline(setup: Setup, run: RunDir, held_out: HeldOut) -> dict[str, An
         model.get_vec_normalize_env().save(str(normalizer))
     venv.close()
     evaluation = _evaluate_once(
-        setup, held_out, normalizer, config.seed + EVAL_SEED_OFFSET, policy_actions(model), None
+        setup, held_out, normalizer, config.seed + EVAL_SEED_OFFSET, policy_actions(model)
     )
     return return_stats(evaluation.episode_returns)
 

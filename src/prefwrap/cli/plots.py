@@ -1,8 +1,11 @@
 """The figures of a run directory, drawn with matplotlib (Agg, no display needed).
 
-- ``plots/returns.png``: true and learned episode return over training steps (from ``logs/progress*.csv``),
-  with the random policy and, after ``--baseline``, the same algorithm trained on the true reward
-  (``baseline/logs``) for reference; below, labels collected and the reward model's validation accuracy.
+- ``plots/returns.png``: the policy's true return at the periodic evaluations (``evaluations.npz``)
+  ending at the final evaluation (``summary.json``: the table's number), the training episodes' true
+  and learned returns (from ``logs/progress*.csv``, labelled as such: a rolling mean of exploring
+  episodes, not an evaluation), the random policy and, after ``--baseline``, the same algorithm
+  trained on the true reward (``baseline/logs``); below, labels collected and the reward model's
+  validation accuracy.
 - ``plots/reward_vs_true.png``: learned vs true return of held-out segments (from
   ``plots/reward_vs_true.npz``, written by the final evaluation), with the Pearson correlation.
 """
@@ -43,36 +46,84 @@ def read_progress(logs: Path) -> dict[str, np.ndarray]:
 
 
 def plot_returns(run: RunDir, summary: dict[str, Any] | None = None) -> Path | None:
-    """Draw ``plots/returns.png``; ``None`` if the logs hold no episode yet."""
+    """Draw ``plots/returns.png``; ``None`` if there is neither an evaluation nor a finished episode."""
     columns = read_progress(run.logs)
     steps = columns.get("time/total_timesteps")
+    summary = summary or {}
+    evaluations = _evaluation_curve(run, summary)
     true = columns.get("pref/true_ep_return", columns.get("rollout/ep_rew_mean"))
-    if steps is None or true is None or not np.isfinite(true).any():
+    has_training = steps is not None and true is not None and np.isfinite(true).any()
+    if evaluations is None and not has_training:
         return None
     figure = _figure((8, 6.5))
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
-    keep = np.isfinite(true)
-    top.plot(steps[keep], true[keep], color="tab:blue", label="true return (mean of last 100 episodes)")
-    summary = summary or {}
+    if evaluations is not None:
+        _plot_evaluations(top, *evaluations)
+    if has_training:
+        keep = np.isfinite(true)
+        top.plot(
+            steps[keep], true[keep], color="tab:cyan", alpha=0.7, lw=1,
+            label="training episodes, true return (mean of last 100)",
+        )  # fmt: skip
     _plot_references(top, run, summary)
     top.set_ylabel("true episode return", color="tab:blue")
     learned = columns.get("pref/learned_ep_return")
     handles, labels = top.get_legend_handles_labels()
-    if learned is not None and np.isfinite(learned).any():
+    if steps is not None and learned is not None and np.isfinite(learned).any():
         twin = top.twinx()
         keep = np.isfinite(learned)
-        (line,) = twin.plot(steps[keep], learned[keep], color="tab:orange", alpha=0.8, label="learned return")
-        twin.set_ylabel("learned episode return (normalised)", color="tab:orange")
+        (line,) = twin.plot(steps[keep], learned[keep], color="tab:orange", alpha=0.6, lw=1)
+        twin.set_ylabel("training episodes, learned return (normalised)", color="tab:orange")
         handles.append(line)
-        labels.append("learned return")
-    top.legend(handles, labels, loc="lower right", fontsize=8)
-    title = summary.get("title")
-    top.set_title(title or "Training on the learned reward")
+        labels.append("training episodes, learned return")
+    top.legend(handles, labels, loc="lower right", fontsize=7)
+    top.set_title(summary.get("title") or "Training on the learned reward", fontsize=10)
     top.grid(alpha=0.3)
-    _plot_labels_and_accuracy(bottom, steps, columns)
+    if steps is not None:
+        _plot_labels_and_accuracy(bottom, steps, columns)
     bottom.set_xlabel("environment steps")
     bottom.grid(alpha=0.3)
     return _save(figure, run.plots / RETURNS_PNG)
+
+
+def _evaluation_curve(
+    run: RunDir, summary: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float, float] | None] | None:
+    """Steps, means and stds of the periodic evaluations, and the final evaluation ``(step, mean, std)``."""
+    steps, means, stds = np.zeros(0), np.zeros(0), np.zeros(0)
+    if run.evaluations.is_file():
+        with np.load(run.evaluations) as data:
+            steps = np.asarray(data["timesteps"], dtype=float)
+            results = np.asarray(data["results"], dtype=float).reshape(len(steps), -1)
+        means, stds = results.mean(axis=1), results.std(axis=1)
+    final_return = summary.get("policy_return")
+    final = None
+    if isinstance(final_return, dict) and final_return.get("mean") is not None and summary.get("steps"):
+        final = (float(summary["steps"]), float(final_return["mean"]), float(final_return.get("std") or 0.0))
+        keep = steps < final[0]  # the final evaluation is the last point
+        steps, means, stds = steps[keep], means[keep], stds[keep]
+    if not len(steps) and final is None:
+        return None
+    return steps, means, stds, final
+
+
+def _plot_evaluations(
+    axes: Axes,
+    steps: np.ndarray,
+    means: np.ndarray,
+    stds: np.ndarray,
+    final: tuple[float, float, float] | None,
+) -> None:
+    """Periodic evaluations (mean ± std over their episodes), joined to the final evaluation."""
+    if final is not None:
+        steps, means, stds = np.append(steps, final[0]), np.append(means, final[1]), np.append(stds, final[2])
+    axes.fill_between(steps, means - stds, means + stds, color="tab:blue", alpha=0.15, lw=0)
+    axes.plot(steps, means, color="tab:blue", marker="o", ms=3, label="evaluation, true return (mean ± std)")
+    if final is not None:
+        axes.plot(
+            [final[0]], [final[1]], ls="", marker="*", ms=12, color="tab:blue",
+            label=f"final evaluation: {final[1]:.1f}",
+        )  # fmt: skip
 
 
 def _plot_references(axes: Axes, run: RunDir, summary: dict[str, Any]) -> None:
@@ -93,7 +144,7 @@ def _plot_references(axes: Axes, run: RunDir, summary: dict[str, Any]) -> None:
     if value is not None and math.isfinite(value):
         axes.axhline(value, color="grey", ls=":", label="random policy")
     sessions = (read_json(run.config) or {}).get("sessions", [])
-    for index, session in enumerate(sessions[1:]):  # resumed runs: episode means restart there
+    for index, session in enumerate(sessions[1:]):
         axes.axvline(
             session.get("from_step", 0),
             color="grey",
@@ -120,11 +171,10 @@ def _plot_labels_and_accuracy(axes: Axes, steps: np.ndarray, columns: dict[str, 
 
 
 def save_reward_data(
-    run: RunDir, true_returns: np.ndarray, learned_returns: np.ndarray, source: np.ndarray
+    path: Path, true_returns: np.ndarray, learned_returns: np.ndarray, source: np.ndarray
 ) -> Path:
     """Store the held-out segment returns behind ``reward_vs_true.png`` (``source``: 0 policy, 1 random)."""
-    run.plots.mkdir(parents=True, exist_ok=True)
-    path = run.plots / REWARD_DATA
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, true_returns=true_returns, learned_returns=learned_returns, source=source)
     return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -11,6 +12,19 @@ from prefwrap.cli.config import TrainConfig
 from prefwrap.cli.hyperparams import HyperParams
 from prefwrap.cli.run_dir import RunDir
 
+MIN_VALIDATION_PAIRS = 10
+"""Below this many held-out pairs per ensemble member, a validation accuracy means little: the refit
+line says "too few labels to validate" instead (about 27 labels: each member holds out ~37%)."""
+
+
+def accuracy_text(accuracy: float | None, n_pairs: int | None) -> str:
+    """``"0.770 on 41 held-out pairs"``; "too few labels to validate" below :data:`MIN_VALIDATION_PAIRS`."""
+    if n_pairs is not None and n_pairs < MIN_VALIDATION_PAIRS:
+        return f"too few labels to validate ({n_pairs} held-out pairs)"
+    if accuracy is None or not math.isfinite(accuracy):
+        return "-"
+    return f"{accuracy:.3f}" + (f" on {n_pairs} held-out pairs" if n_pairs is not None else "")
+
 
 def print_header(
     config: TrainConfig, run: RunDir, params: HyperParams, *, resuming: bool, start_step: int, n_labels: int
@@ -19,7 +33,10 @@ def print_header(
 
     A resumed run names the step it continues from and the labels already stored.
     """
-    source = "rl-baselines3-zoo tuned" if params.tuned else "Stable-Baselines3 defaults"
+    if config.conf_file:
+        source = f"{config.conf_file}'s"
+    else:
+        source = "rl-baselines3-zoo tuned" if params.tuned else "Stable-Baselines3 defaults"
     action = f"Resuming at step {start_step:,} with {n_labels} labels stored" if resuming else "Training"
     print(
         f"{action}: {config.algo.upper()} on {config.env_id}, {config.steps:,} steps, {config.labels} labels "
@@ -29,15 +46,20 @@ def print_header(
     print(f"Run directory: {run.path}   (TensorBoard: tensorboard --logdir {run.logs})")
 
 
-def print_summary(summary: dict[str, Any], run: RunDir) -> None:
-    """The summary table of ``summary.json``, then the plots, the video and the run directory."""
+def print_summary(summary: dict[str, Any], run: RunDir, baseline_hint: str = "add --baseline") -> None:
+    """The summary table of ``summary.json``, then the plots, the videos and the run directory.
+
+    ``baseline_hint`` says how to get the baseline row when there is none.
+    """
     table = Table(title=summary.get("title"), show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("result", justify="right")
     table.add_row("true return, trained policy", _returns(summary, "policy_return"))
     table.add_row("true return, random policy", _returns(summary, "random_return"))
     baseline = (
-        _returns(summary, "baseline_return") if summary.get("baseline_return") else "not run (add --baseline)"
+        _returns(summary, "baseline_return")
+        if summary.get("baseline_return")
+        else f"not run ({baseline_hint})"
     )
     table.add_row(f"true return, {summary['algo'].upper()} on the true reward", baseline)
     score = normalised_score(summary)
@@ -49,8 +71,9 @@ def print_summary(summary: dict[str, Any], run: RunDir) -> None:
     if summary.get("pending"):
         labels += f", {summary['pending']} pending"
     table.add_row("labels used", labels)
-    accuracy = summary.get("val_accuracy")
-    table.add_row("reward model val. accuracy", f"{accuracy:.3f}" if accuracy is not None else "-")
+    table.add_row(
+        "reward model val. accuracy", accuracy_text(summary.get("val_accuracy"), summary.get("val_pairs"))
+    )
     r = summary.get("reward_correlation")
     table.add_row("learned vs true return (held-out r)", f"{r:.3f}" if r is not None else "-")
     seconds = summary.get("train_seconds")
@@ -59,8 +82,8 @@ def print_summary(summary: dict[str, Any], run: RunDir) -> None:
     console.print(table)
     for path in summary.get("plots", []):
         console.print(f"plot:  {path}")
-    if summary.get("video"):
-        console.print(f"video: {summary['video']}")
+    for path in summary.get("videos") or ([summary["video"]] if summary.get("video") else []):
+        console.print(f"video: {path}")
     console.print(f"run:   {run.path}")
 
 

@@ -9,36 +9,33 @@ Layout (see ``docs/cli.md``)::
       policy.zip             the policy (SB3's model.save format: load with PPO.load(...), etc.)
       vecnormalize.pkl       VecNormalize statistics, when the env is normalised
       replay_buffer.pkl      off-policy algorithms only, so that a resumed run keeps its buffer
+      fitting_state.pt       the reward fitter's state (L2 coefficient, optimizer), episode-return windows
       checkpoint.json        timestep and label count of the last checkpoint
+      checkpoints/step-N/    with --save-freq: the checkpoints kept (--resume --checkpoint, eval --checkpoint)
+      evaluations.npz        periodic true-reward evaluations (the zoo's format); best_model.zip the best
       summary.json           the final evaluation (true returns, labels, accuracy, correlation)
+      evals/                 each `prefwrap eval`: eval-TIME.json (+ its video), never summary.json
       logs/                  progress*.csv (one per session) and TensorBoard event files
       plots/                 returns.png, reward_vs_true.png (+ reward_vs_true.npz, its data)
       videos/                policy.mp4 (or .gif) of one evaluation episode
       baseline/              with --baseline: the same algorithm trained on the true reward
 
-Checkpoints are written every ``checkpoint_every`` steps and at the end; every file is written to a
-temporary name and renamed, so a run killed at any moment leaves the previous complete file.
+Checkpoints (:mod:`prefwrap.cli.checkpoints`) are written every ``checkpoint_every`` steps and at the
+end; every file is written to a temporary name and renamed, so a run killed at any moment leaves the
+previous complete file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import get_system_info
-from stable_baselines3.common.vec_env import VecNormalize
-
-if TYPE_CHECKING:
-    from prefwrap.wrapper import PreferenceRewardWrapper
 
 CONFIG = "config.json"
 STORE = "preferences.sqlite"
@@ -48,6 +45,8 @@ VECNORMALIZE = "vecnormalize.pkl"
 REPLAY_BUFFER = "replay_buffer.pkl"
 CHECKPOINT = "checkpoint.json"
 SUMMARY = "summary.json"
+FITTING_STATE = "fitting_state.pt"
+EVALUATIONS = "evaluations.npz"
 
 
 class RunDirError(ValueError):
@@ -91,6 +90,35 @@ class RunDir:
     @property
     def summary(self) -> Path:
         return self.path / SUMMARY
+
+    @property
+    def fitting_state(self) -> Path:
+        return self.path / FITTING_STATE
+
+    @property
+    def evaluations(self) -> Path:
+        return self.path / EVALUATIONS
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def evals(self) -> Path:
+        return self.path / "evals"
+
+    def kept_checkpoint(self, step: int) -> RunDir:
+        """The checkpoint ``--save-freq`` kept at ``step`` (``checkpoints/step-STEP``), as a RunDir.
+
+        Raises:
+            RunDirError: There is none; names the steps there are.
+        """
+        kept = RunDir(self.checkpoints / f"step-{step}")
+        if not kept.policy.is_file():
+            steps = sorted(int(p.name[5:]) for p in self.checkpoints.glob("step-*") if p.name[5:].isdigit())
+            there = ", ".join(str(s) for s in steps) if steps else "none (train with --save-freq N)"
+            raise RunDirError(f"{self.path} has no checkpoint of step {step}; kept checkpoints: {there}")
+        return kept
 
     @property
     def logs(self) -> Path:
@@ -212,76 +240,3 @@ def versions() -> dict[str, str]:
 
     system, _ = get_system_info(print_info=False)
     return {"prefwrap": prefwrap.__version__, **system}
-
-
-def save_checkpoint(
-    run: RunDir, model: BaseAlgorithm, wrapper: PreferenceRewardWrapper, n_labels: int
-) -> None:
-    """Save the policy, the reward model, VecNormalize statistics and (off-policy) the replay buffer.
-
-    The policy goes last but for ``checkpoint.json``, so a complete ``policy.zip`` always has a
-    reward model at least as recent.
-    """
-    if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
-        with atomic_path(run.replay_buffer) as tmp:
-            model.save_replay_buffer(tmp)
-    if wrapper.learned_reward.fitted:
-        with atomic_path(run.reward_model) as tmp:
-            wrapper.save_reward_model(tmp)
-    normalizer = model.get_vec_normalize_env()
-    if isinstance(normalizer, VecNormalize):
-        with atomic_path(run.vecnormalize) as tmp:
-            normalizer.save(tmp)
-    with atomic_path(run.policy) as tmp:
-        model.save(tmp)
-    write_json(
-        run.checkpoint,
-        {"timesteps": int(model.num_timesteps), "labels": int(n_labels), "saved_at": time.time()},
-    )
-
-
-class SaveRunCallback(BaseCallback):
-    """Saves everything ``--resume`` needs (:func:`save_checkpoint`) every ``every`` steps, at rollout
-    ends, and when training ends.
-
-    Named apart from SB3's ``CheckpointCallback``, which saves the policy alone under numbered names.
-
-    Args:
-        run: The run directory.
-        wrapper: The :class:`~prefwrap.PreferenceRewardWrapper` (its reward model is saved).
-        every: Steps between checkpoints.
-        n_labels: Returns the number of labels so far (recorded in ``checkpoint.json``).
-
-    Raises:
-        ValueError: ``every`` below 1.
-    """
-
-    def __init__(
-        self, run: RunDir, wrapper: PreferenceRewardWrapper, every: int, n_labels: Callable[[], int]
-    ) -> None:
-        super().__init__()
-        if every < 1:
-            raise ValueError(f"checkpoint period must be >= 1 step, got {every}")
-        self.run = run
-        self.wrapper = wrapper
-        self.every = every
-        self.n_labels = n_labels
-        self._last = 0
-
-    def _on_training_start(self) -> None:
-        self._last = self.num_timesteps
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        if self.num_timesteps - self._last >= self.every:
-            self.save()
-
-    def _on_training_end(self) -> None:
-        self.save()
-
-    def save(self) -> None:
-        """Write a checkpoint now."""
-        save_checkpoint(self.run, self.model, self.wrapper, self.n_labels())
-        self._last = self.num_timesteps

@@ -2,7 +2,7 @@
 
 The run directory (:mod:`prefwrap.cli.run_dir`) holds everything a later ``--resume`` needs: the
 options in ``config.json``, every label in the store the moment it is given, and a checkpoint every
-``--checkpoint-every`` steps.
+``--checkpoint-every`` steps (:mod:`prefwrap.cli.checkpoints`).
 """
 
 from __future__ import annotations
@@ -16,37 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
-from stable_baselines3.common.logger import (
-    CSVOutputFormat,
-    HumanOutputFormat,
-    KVWriter,
-    Logger,
-    TensorBoardOutputFormat,
-)
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
-from prefwrap import __version__
-from prefwrap.callback import PreferenceCallback
 from prefwrap.cli import build
 from prefwrap.cli.build import Setup
+from prefwrap.cli.callbacks import CliPreferenceCallback, StepsBar, make_eval_callback, rounded_steps
+from prefwrap.cli.checkpoints import SaveRunCallback, restore_fitting_state
 from prefwrap.cli.config import ENV_KWARGS, CommandError, TrainConfig, UsageError, one_line
-from prefwrap.cli.evaluate import HeldOut, evaluate_run, finite_or_none, label_counts, train_baseline
+from prefwrap.cli.envs import make_base_env, probe_env, with_normalizer
+from prefwrap.cli.finish import finish_run
 from prefwrap.cli.hyperparams import algorithm_class
-from prefwrap.cli.plots import plot_run
-from prefwrap.cli.report import print_header, print_summary
-from prefwrap.cli.run_dir import (
-    RunDir,
-    RunDirError,
-    SaveRunCallback,
-    check_same_env,
-    new_run_dir,
-    open_run_dir,
-    read_json,
-    versions,
-    write_json,
-)
+from prefwrap.cli.report import print_header
+from prefwrap.cli.run_dir import RunDir, RunDirError, check_same_env, new_run_dir, open_run_dir
+from prefwrap.cli.session import Tracking, logger_for, write_config
 from prefwrap.oracles.base import BaseOracle
 from prefwrap.store import PreferenceStore
 from prefwrap.wrapper import PreferenceRewardWrapper
@@ -58,7 +42,7 @@ class Training:
 
     wrapper: PreferenceRewardWrapper
     venv: VecEnv
-    callback: PreferenceCallback
+    callback: CliPreferenceCallback
     model: BaseAlgorithm
 
 
@@ -74,7 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             its hint is the resume command (a checkpoint is saved first when training had begun).
     """
     config, run_path, stored = _configure(args)
-    setup = _resolve(config, resuming=stored is not None)
+    setup = _resolve(config, stored)
+    source = _checkpoint_source(RunDir(Path(run_path)), args.checkpoint, stored)
     oracle = build.make_oracle(config.oracle, config.seed, run_path)
     callback_kwargs = build.learner_kwargs(config)
     if stored is not None:
@@ -85,7 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except RunDirError as error:
             raise UsageError(str(error)) from None
     try:
-        return _train(setup, run, oracle, callback_kwargs, stored)
+        return _train(setup, run, source, oracle, callback_kwargs, stored)
     except (UsageError, CommandError):
         raise
     except Exception as error:
@@ -100,6 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _configure(args: argparse.Namespace) -> tuple[TrainConfig, str, dict[str, Any] | None]:
     """The run's options and directory: from the arguments, or (``--resume``) from ``config.json``."""
     if args.resume is None:
+        if args.checkpoint is not None:
+            raise UsageError("--checkpoint STEP picks where --resume DIR continues from: give --resume DIR")
         config = TrainConfig.from_args(args)
         return config, config.new_run_dir(), None
     if args.run_dir:
@@ -112,17 +99,35 @@ def _configure(args: argparse.Namespace) -> tuple[TrainConfig, str, dict[str, An
     return TrainConfig.from_record(stored).resumed_with(args, run.path), str(run.path), stored
 
 
-def _resolve(config: TrainConfig, *, resuming: bool) -> Setup:
+def _checkpoint_source(run: RunDir, step: int | None, stored: dict[str, Any] | None) -> RunDir:
+    """Where a resumed run loads its checkpoint from: the run directory, or a kept ``checkpoints/step-N``."""
+    if stored is None or step is None:
+        return run
+    try:
+        return run.kept_checkpoint(step)
+    except RunDirError as error:
+        raise UsageError(str(error)) from None
+
+
+def _resolve(config: TrainConfig, stored: dict[str, Any] | None) -> Setup:
     """Probe the env, resolve hyperparameters, per-task defaults and the device; check they fit."""
     env_kwargs = build.parse_pairs(config.env_kwargs, "--env-kwargs")
-    if not resuming:  # recorded in config.json, so a resumed run builds the same env
+    if stored is None:  # recorded in config.json, so a resumed run builds the same env
         for key, value in ENV_KWARGS.get(config.env_id, {}).items():
             if key not in env_kwargs:
                 env_kwargs[key] = value
                 config.env_kwargs.append(f"{key}={value!r}")
-    info = build.probe_env(config.env_id, env_kwargs)
+    info = probe_env(config.env_id, env_kwargs, config.gym_packages, config.env_wrapper)
     build.check_algo_fits(config, info)
-    params = build.resolve_hyperparams(config, info, "--hyperparams")
+    if stored is not None:  # the file's values as they were when the run started
+        conf_values = stored.get("conf_values")
+    elif config.conf_file:
+        conf_values = build.read_conf_file(config.conf_file, config.env_id, info.atari)
+    else:
+        conf_values = None
+    params = build.resolve_hyperparams(config, info, config.conf_file or "--hyperparams", conf_values)
+    if config.trained_agent and not Path(config.trained_agent).is_file():
+        raise UsageError(f"--trained-agent {config.trained_agent}: no such file (an SB3 .zip)")
     config.fill_task_defaults(info, params)
     segments_possible = config.steps // info.segment_length
     if config.labels > segments_possible:
@@ -130,12 +135,13 @@ def _resolve(config: TrainConfig, *, resuming: bool) -> Setup:
             f"--labels {config.labels} needs at least {config.labels} segments of {info.segment_length} "
             f"steps, but {config.steps} steps give about {segments_possible}: raise --steps or lower --labels"
         )
-    return Setup(config, info, params, build.torch_device(config.device, config.threads))
+    return Setup(config, info, params, build.torch_device(config.device, config.threads), conf_values)
 
 
 def _train(
     setup: Setup,
     run: RunDir,
+    source: RunDir,
     oracle: BaseOracle,
     callback_kwargs: dict[str, Any],
     stored: dict[str, Any] | None,
@@ -145,12 +151,14 @@ def _train(
     # Seed python, numpy and torch before anything draws from them: the reward ensemble's initial
     # weights come from torch's global generator, before SB3 seeds it for the policy.
     set_random_seed(config.seed)
-    training = _build_training(setup, run, oracle, callback_kwargs, resuming=stored is not None)
+    training = _build_training(setup, run, source, oracle, callback_kwargs, resuming=stored is not None)
     learner = training.callback.learner
     start_step = int(training.model.num_timesteps)
-    record = _write_config(setup, run, training, stored, start_step)
-    training.model.set_logger(_logger(run, config.verbose))
-    checkpoint = SaveRunCallback(run, training.wrapper, config.checkpoint_every, lambda: learner.n_labels)
+    _round_steps(config, training, start_step)
+    record = write_config(setup, run, training.wrapper.segment_length, stored, start_step)
+    tracking = Tracking.start(config, run, record) if config.track else None
+    training.model.set_logger(logger_for(run, config.verbose))
+    checkpoint = SaveRunCallback(run, learner, config.checkpoint_every, config.save_freq)
     print_header(
         config,
         run,
@@ -159,9 +167,13 @@ def _train(
         start_step=start_step,
         n_labels=learner.n_labels,
     )
+    if source.path != run.path:
+        print(
+            f"Continuing from the checkpoint kept at step {start_step:,}; every label in the store is kept."
+        )
     started = time.perf_counter()
     try:
-        _learn(training, checkpoint, config, start_step)
+        _learn(setup, run, training, checkpoint, start_step)
     except Exception:
         # A checkpoint, so that --resume goes on from here once the cause is fixed; a failure to
         # write it must not hide the error that stopped training.
@@ -173,28 +185,26 @@ def _train(
         checkpoint.model = training.model
         checkpoint.save()
         print(
-            f"\nInterrupted at step {training.model.num_timesteps}; every label is stored. Continue with:\n"
+            f"\nInterrupted at step {training.model.num_timesteps:,}; every label is stored. Continue with:\n"
             f"  prefwrap train --resume {run.path}",
             file=sys.stderr,
         )
         return 130
     finally:
         oracle.close()  # the labeling window, if any
-    record = read_json(run.config) or record
-    record["sessions"][-1].update(
-        train_seconds=round(time.perf_counter() - started, 1), to_step=int(training.model.num_timesteps)
-    )
-    write_json(run.config, record)
-    summary = _finish(setup, run, training)
-    summary["train_seconds"] = round(sum(s.get("train_seconds", 0.0) for s in record["sessions"]), 1)
-    write_json(run.summary, summary)
-    learner.store.close()
-    print_summary(summary, run)
-    return 0
+        if tracking is not None:
+            tracking.finish()
+    return finish_run(setup, run, training.model, learner, time.perf_counter() - started)
 
 
 def _build_training(
-    setup: Setup, run: RunDir, oracle: BaseOracle, callback_kwargs: dict[str, Any], *, resuming: bool
+    setup: Setup,
+    run: RunDir,
+    source: RunDir,
+    oracle: BaseOracle,
+    callback_kwargs: dict[str, Any],
+    *,
+    resuming: bool,
 ) -> Training:
     """The env stack, wrapper, callback and model; a resumed run loads its checkpoint into them."""
     config, info = setup.config, setup.info
@@ -208,28 +218,36 @@ def _build_training(
         wrapper_kwargs = preset.wrapper
         callback_kwargs = {k: v for k, v in preset.learner.items() if k != "total_labels"} | callback_kwargs
     needs_frames = oracle.needs_frames and not info.image
-    base = build.make_base_env(setup, config.n_envs, config.seed, render=needs_frames, small_frames=True)
+    base = make_base_env(setup, config.n_envs, config.seed, render=needs_frames, small_frames=True)
     wrapper = PreferenceRewardWrapper(
         base,
-        reward_model=run.reward_model if resuming and run.reward_model.is_file() else None,
+        reward_model=source.reward_model if resuming and source.reward_model.is_file() else None,
         record_frames=needs_frames,
         frame_capacity=64,  # envs rendered every step (no re-renderable state): the newest 64 clips
         device=setup.reward_device,
         **wrapper_kwargs,
     )
-    venv = build.with_normalizer(wrapper, setup.params, run.vecnormalize if resuming else None, training=True)
+    venv = with_normalizer(wrapper, setup.params, source.vecnormalize if resuming else None, training=True)
     try:
-        callback = PreferenceCallback(
-            venv, oracle, config.labels, store=run.store, verbose=1, **callback_kwargs
+        callback = CliPreferenceCallback(
+            venv,
+            oracle,
+            config.labels,
+            store=run.store,
+            total_timesteps=config.steps,  # the label schedule spans the whole run, resumed or not
+            verbose=1,
+            print_refits=config.verbose >= 1,
+            **callback_kwargs,
         )
     except (TypeError, ValueError) as error:
         raise UsageError(f"--learner: {error}") from None
     _claim_store(callback.learner.store, config.env_id)
     model = None
-    if resuming and run.policy.is_file():
-        model = algorithm_class(config.algo).load(str(run.policy), env=venv, device=setup.device)
-        if run.replay_buffer.is_file() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(str(run.replay_buffer))
+    if resuming and source.policy.is_file():
+        restore_fitting_state(callback.learner, source)
+        model = algorithm_class(config.algo).load(str(source.policy), env=venv, device=setup.device)
+        if source.replay_buffer.is_file() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(str(source.replay_buffer))
     return Training(wrapper, venv, callback, model or build.build_model(setup, venv))
 
 
@@ -241,71 +259,51 @@ def _claim_store(store: PreferenceStore, env_id: str) -> None:
     store.set_meta("env_id", env_id)
 
 
-def _write_config(
-    setup: Setup, run: RunDir, training: Training, stored: dict[str, Any] | None, start_step: int
-) -> dict[str, Any]:
-    """Write ``config.json``: the options, versions, resolved hyperparameters and a new session entry."""
-    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "from_step": start_step, "argv": sys.argv[1:]}
-    record = setup.config.to_record() | {
-        "prefwrap_version": __version__,
-        "versions": versions(),
-        "segment_length": training.wrapper.segment_length,
-        "hyperparams_resolved": setup.params.to_json(),
-        "sessions": [*(stored or {}).get("sessions", []), session],
-    }
-    write_json(run.config, record)
-    return record
+def _round_steps(config: TrainConfig, training: Training, start_step: int) -> None:
+    """Make ``config.steps`` the step SB3 will really stop at (whole rollouts), and say so once."""
+    steps, unit = rounded_steps(config.steps, start_step, training.model)
+    if steps != config.steps:
+        print(
+            f"Training {steps:,} steps: --steps {config.steps:,} rounded up to whole rollouts of "
+            f"{unit:,} steps ({type(training.model).__name__} collects that many between updates)."
+        )
+        config.steps = steps
+        training.callback.total_timesteps = steps
 
 
-def _learn(training: Training, checkpoint: SaveRunCallback, config: TrainConfig, start_step: int) -> None:
-    remaining = config.steps - start_step
-    if remaining <= 0:
-        print(f"Already trained for {start_step} steps (--steps {config.steps}): evaluating.")
+def _learn(setup: Setup, run: RunDir, training: Training, checkpoint: SaveRunCallback, start: int) -> None:
+    """``model.learn`` up to ``--steps``; with ``--until-labelled``, on until the budget is labelled."""
+    config, learner = setup.config, training.callback.learner
+    if config.steps <= start:
+        print(f"Already trained for {start:,} steps (--steps {config.steps:,}): evaluating.")
+    else:
+        _learn_chunk(setup, run, training, checkpoint, config.steps - start, start)
+    if not config.until_labelled or learner.n_labels >= config.labels:
         return
-    # Our own progress bar (not learn's progress_bar=True): when training stops on an error or Ctrl-C,
-    # SB3 never closes its bar, and tqdm/rich then print shutdown errors after our message.
-    bar = ProgressBarCallback() if config.progress_bar else None
-    callbacks: list[BaseCallback] = [training.callback, checkpoint, *([bar] if bar else [])]
-    try:
-        training.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=start_step == 0)
-    finally:
-        if bar is not None and getattr(bar, "pbar", None) is not None:
-            bar.pbar.close()  # idempotent: SB3 closes it too when training ends normally
-
-
-def _logger(run: RunDir, verbose: int) -> Logger:
-    """SB3's logger writing ``logs/progress*.csv`` (one per session) and TensorBoard; ``-v``: stdout too."""
-    formats: list[KVWriter] = [
-        CSVOutputFormat(str(run.next_progress_csv())),
-        TensorBoardOutputFormat(str(run.logs)),
-    ]
-    if verbose:
-        formats.append(HumanOutputFormat(sys.stdout))
-    return Logger(str(run.logs), formats)
-
-
-def _finish(setup: Setup, run: RunDir, training: Training) -> dict[str, Any]:
-    """Evaluate, run the baseline if asked, draw the plots; returns the summary."""
-    config, model, learner = setup.config, training.model, training.callback.learner
-    normalizer = model.get_vec_normalize_env()
-    if normalizer is not None:
-        normalizer.save(str(run.vecnormalize))
     print(
-        f"Evaluating on the true reward: {config.eval_episodes} episode(s), and as many of a random policy..."
+        f"Step {training.model.num_timesteps:,}: {learner.n_labels} of {config.labels} labels given; "
+        "training on until the rest are (--until-labelled; Ctrl-C stops with a checkpoint)."
     )
-    held_out = HeldOut(training.wrapper.learned_reward, training.wrapper.segment_length)
-    summary = evaluate_run(setup, run, model, held_out, video=config.video)
-    previous = read_json(run.summary) or {}
-    summary["baseline_return"] = previous.get("baseline_return")
-    if config.baseline and summary["baseline_return"] is None:
-        summary["baseline_return"] = train_baseline(setup, run, held_out)
-    summary.update(label_counts(learner.store, config.labels))
-    summary.update(
-        pending=learner.n_pending,
-        val_accuracy=finite_or_none(learner.last_fit.validation_accuracy)
-        if learner.last_fit
-        else previous.get("val_accuracy"),
-        steps=int(model.num_timesteps),
-    )
-    summary["plots"] = [str(path) for path in plot_run(run, summary)]
-    return summary
+    chunk = max(1000, config.eval_freq if config.eval_freq > 0 else config.steps // 10)
+    while learner.n_labels < config.labels:
+        _learn_chunk(setup, run, training, checkpoint, chunk, int(training.model.num_timesteps))
+        config.steps = int(training.model.num_timesteps)
+
+
+def _learn_chunk(
+    setup: Setup, run: RunDir, training: Training, checkpoint: SaveRunCallback, steps: int, start: int
+) -> None:
+    # Our own progress bar (not learn's progress_bar=True): its total is the run's, resumed or not, and
+    # it is closed when training stops on an error or Ctrl-C (tqdm/rich then print no shutdown errors).
+    config = setup.config
+    bar = StepsBar(start + steps) if config.progress_bar else None
+    evaluation = make_eval_callback(setup, run.path, training.wrapper, start)
+    callbacks: list[BaseCallback] = [training.callback, checkpoint]
+    callbacks += [c for c in (evaluation, bar) if c is not None]
+    try:
+        training.model.learn(steps, callback=CallbackList(callbacks), reset_num_timesteps=start == 0)
+    finally:
+        if bar is not None:
+            bar.close()
+        if evaluation is not None:
+            evaluation.eval_env.close()

@@ -165,7 +165,14 @@ def _policy_classes(policy_kwargs: dict[str, Any]) -> None:
         policy_kwargs["optimizer_class"] = RMSpropTFLike
 
 
-def resolve(algo: str, env_id: str, *, atari: bool, overrides: dict[str, Any] | None = None) -> HyperParams:
+def resolve(
+    algo: str,
+    env_id: str,
+    *,
+    atari: bool,
+    overrides: dict[str, Any] | None = None,
+    table: dict[str, Any] | None = None,
+) -> HyperParams:
     """The zoo's values for ``(algo, env_id)`` (the ``atari`` block for Atari games), with ``overrides``.
 
     Args:
@@ -173,12 +180,15 @@ def resolve(algo: str, env_id: str, *, atari: bool, overrides: dict[str, Any] | 
         env_id: Gymnasium id, matched exactly against the keys of ``<algo>.yml``.
         atari: Use the ``atari`` block (and a 4-frame ``CnnPolicy`` when the algorithm has none).
         overrides: Values in zoo notation that replace the tuned ones (``--hyperparams``).
+        table: One zoo-format block to use instead of the built-in one (``--conf-file``), as the zoo
+            replaces its files by ``-conf``'s.
 
     Raises:
         ValueError: Unknown algorithm, ``n_envs`` below 1, or an override the algorithm does not accept.
     """
-    table = zoo_table(algo).get(ATARI if atari else env_id)
-    values = table if table is not None else {}
+    if table is None:
+        table = zoo_table(algo).get(ATARI if atari else env_id)
+    values = copy.deepcopy(table) if table is not None else {}
     if atari and "policy" not in values:
         values.update(policy="CnnPolicy", frame_stack=4)
     values.update(copy.deepcopy(overrides or {}))
