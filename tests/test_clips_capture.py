@@ -1,5 +1,6 @@
 """Clips from captured simulator states: nothing rendered while stepping, the queried segments
-re-rendered exactly as the env itself would draw them."""
+re-rendered exactly as the env itself would draw them (MuJoCo locomotion envs: with the camera on the
+agent, as :class:`~prefwrap.clips.camera.FollowAgent` draws the env's own frames)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from prefwrap import PreferenceLearner, PreferenceRewardWrapper, SyntheticOracle
+from prefwrap.clips.camera import FollowAgent
 from prefwrap.clips.capture import StateRenderer
 from prefwrap.clips.video import SmallRender
 from prefwrap.records import Preference, Query
@@ -85,9 +87,9 @@ def test_mujoco_steps_keep_states_and_queried_segments_render_like_the_env() -> 
     fast = renderer.render(qpos[0][1:2].astype(np.float32))[0]
     np.testing.assert_array_equal(segment.frames[0], fast)  # frame t shows the state action t was taken in
 
-    reference = gym.make("HalfCheetah-v5", render_mode="rgb_array", width=256, height=256)
+    # the env's own picture, with the camera on the agent as evaluation videos get it
+    reference = FollowAgent(gym.make("HalfCheetah-v5", render_mode="rgb_array", width=256, height=256))
     reference.reset(seed=0)
-    reference.render()  # its camera aims at the bodies after reset, as a training env's first render
     expected = []
     for t in (0, horizon - 1):
         reference.unwrapped.set_state(qpos[t][1], np.zeros(reference.unwrapped.model.nv))

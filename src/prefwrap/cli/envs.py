@@ -224,10 +224,8 @@ def _small_render(env: gym.Env) -> gym.Env:
 
 def _follow_agent(env: gym.Env) -> gym.Env:
     """Evaluation videos: the camera follows the agent (MuJoCo locomotion; other envs unchanged)."""
-    try:
-        from prefwrap.clips.camera import FollowAgent
-    except ImportError:  # a prefwrap without the tracking camera
-        return env
+    from prefwrap.clips.camera import FollowAgent
+
     return FollowAgent(env)
 
 

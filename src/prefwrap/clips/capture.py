@@ -15,6 +15,9 @@ renderer then draws black, silently. So each :class:`StateRenderer` makes its co
 while it draws and gives the previous one back, frees its objects under its own context on
 :meth:`~StateRenderer.close` (the wrapper's ``close()``) or when garbage-collected, and checks every
 clip: a blank or still clip of moving states raises instead of reaching a person or a file.
+
+The camera follows the agent of MuJoCo locomotion envs and every frame is checked to show it
+(:mod:`~prefwrap.clips.camera`): a clip with the agent out of view never reaches a person either.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from prefwrap.clips.camera import AgentCamera
 from prefwrap.clips.video import SmallRender
 
 MAX_FRAME_SIDE = 256  # a labeler judges a 1.5 s clip as well at 256 px as at 480, at less memory
@@ -44,6 +48,12 @@ class StateRenderer:
 
     Build one with :meth:`for_vec_env` or :meth:`for_env`, which return ``None`` when the env's
     picture cannot be rebuilt from its state (then frames must be rendered at every step).
+
+    MuJoCo clips are drawn by :class:`~prefwrap.clips.camera.AgentCamera`: the env's own framing,
+    moved with the agent of a locomotion env (HalfCheetah, Hopper, Walker2d, Ant, Swimmer, Humanoid);
+    fixed-base envs (Reacher, Pusher, the inverted pendulums) keep the env's camera. Every frame is
+    checked to show the agent; a clip that does not is drawn again with the camera tracking the agent,
+    and refused if it still does not.
 
     Args:
         spec: The registered spec of the training envs (kwargs such as ``xml_file`` are kept).
@@ -92,6 +102,7 @@ class StateRenderer:
             self._env.reset(seed=0)
             self._viewer = None
         self._gl = getattr(self._viewer, "opengl_context", None)
+        self._camera = AgentCamera(self._env.unwrapped, spec.id) if self._viewer is not None else None
         # Runs once, on close() or when this renderer is garbage-collected; not at interpreter exit,
         # where the EGL display may already be gone (the process frees everything then anyway).
         self._release = weakref.finalize(self, _release, self._env, self._viewer)
@@ -102,7 +113,7 @@ class StateRenderer:
         self.n_renders = 0
         # A picture known to be right, to tell a broken renderer from a scene that does not move.
         self._reference_state = self._state_of(self._env)[None].astype(np.float32)
-        self._reference = self._draw(self._reference_state)[0]
+        self._reference = self._draw(self._reference_state)[0][0]
         if _is_blank(self._reference):
             self.close()
             raise RuntimeError(
@@ -178,6 +189,9 @@ class StateRenderer:
         """Frames ``(len(states), height, width, 3)`` uint8 of render states ``(n, state_size)``.
 
         Raises:
+            AgentOutOfViewError: Some frames show the agent out of the picture even with the camera
+                tracking it (a :class:`RuntimeError`; the env's camera distance or angles cannot
+                show it).
             RuntimeError: The renderer was closed, or it drew a blank clip, or a still one of moving
                 states, and no longer draws its reference picture right (its OpenGL objects were
                 freed by other code: the message says what to do).
@@ -187,24 +201,36 @@ class StateRenderer:
                 f"this {self.env_id} StateRenderer is closed (its wrapper was closed): clips of the "
                 "segments it recorded can no longer be drawn"
             )
-        frames = self._draw(states)
+        frames, out_of_view = self._draw(states)
+        if out_of_view and self._camera is not None and self._camera.fall_back():
+            frames, out_of_view = self._draw(states)  # the camera on the agent from now on
         self.n_renders += len(frames)  # clips only: the reference picture's checks are not counted
         self._check(frames, states)
+        if out_of_view and self._camera is not None:
+            shown = ", ".join(map(str, out_of_view[:10])) + (", ..." if len(out_of_view) > 10 else "")
+            where = f"in {len(out_of_view)} of the {len(states)} frames of a clip ({shown})"
+            raise self._camera.out_of_view_error(where)
         return frames
 
-    def _draw(self, states: np.ndarray) -> np.ndarray:
+    def _draw(self, states: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Frames ``(n, height, width, 3)`` of ``states`` and the indices of those without the agent."""
         unwrapped: Any = self._env.unwrapped
-        frames = []
+        camera, viewer = self._camera, self._viewer
+        frames, out_of_view = [], []
         # Our context for the whole clip, the previous one back afterwards: Gymnasium makes an env's
         # context current only when that env has several viewers, so each renderer must do it itself.
         with _current(self._gl):
-            for state in states:
+            for t, state in enumerate(states):
                 if self.kind == _MUJOCO:
                     unwrapped.set_state(state.astype(np.float64), np.zeros(unwrapped.model.nv))
                 else:
                     unwrapped.state = state.astype(np.float64)
+                if camera is not None:
+                    camera.aim(viewer, unwrapped.data)
                 frames.append(np.asarray(self._env.render(), dtype=np.uint8))
-        return np.stack(frames)
+                if camera is not None and not camera.sees_agent(viewer, unwrapped.data):
+                    out_of_view.append(t)
+        return np.stack(frames), out_of_view
 
     def _check(self, frames: np.ndarray, states: np.ndarray) -> None:
         """Refuse a blank clip, or a still one of moving states, that the renderer drew wrong."""
@@ -214,7 +240,7 @@ class StateRenderer:
             return
         # A still picture can be right (only a velocity changed, the camera sees nothing move):
         # the renderer is broken only if the picture it drew when it was made comes out different.
-        again = self._draw(self._reference_state)[0]
+        again = self._draw(self._reference_state)[0][0]
         if np.array_equal(again, self._reference):
             return
         what = "blank" if blank else "still"
