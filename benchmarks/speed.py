@@ -295,7 +295,7 @@ def _record_step_breakdown(n_envs: int, repeats: int = 5000) -> dict[str, float]
         "`SegmentBuffer.add`": lambda: wrapper.segments.add(observations, actions, rewards, dones, 0),
         "`_track_episodes`": lambda: wrapper._track_episodes(rewards, rewards, dones),
         "`_record_step` (all)": lambda: wrapper._record_step(
-            raw_observations, raw_actions, rewards, dones, None
+            raw_observations, raw_actions, rewards, dones, None, None
         ),
     }
     result = {name: _per_call_us(function, repeats) for name, function in parts.items()}
