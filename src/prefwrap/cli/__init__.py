@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument(
         "--exit-when-done", action="store_true", help="return when nothing is pending instead of waiting"
     )
+    label.add_argument("--store", metavar="URL", help="the run's store, if not DIR's own (postgresql://...)")
+    label.add_argument(
+        "--web", action="store_true", help="serve a labeling page for browsers (several annotators) instead"
+    )
+    label.add_argument("--host", default="127.0.0.1", help="--web: interface to bind; others need a token")
+    label.add_argument("--port", type=int, default=8765, help="--web: TCP port [8765]")
+    label.add_argument(
+        "--overlap", type=float, default=0.0, help="--web: share of queries shown to two annotators [0]"
+    )
 
     export = commands.add_parser(
         "export",
@@ -97,6 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="clip format [mp4]")
     export.add_argument("--fps", type=float, default=None, help="playback speed [the env's render_fps]")
     export.add_argument("--scale", type=int, default=1, help="integer upscaling of small renders [1]")
+    export.add_argument("--store", metavar="URL", help="the run's store, if not DIR's own (postgresql://...)")
+
+    annotators = commands.add_parser(
+        "annotators",
+        parents=[debug],
+        help="per annotator: labels, seconds per label, agreement",
+        description="Print, per annotator of a run, the labels given, the median seconds per label and the "
+        "agreement with others on queries shown to two people (raw and Cohen's kappa; label --web "
+        "--overlap F shares queries on purpose).",
+    )
+    annotators.add_argument("run_dir", metavar="DIR", help="run directory written by prefwrap train")
+    annotators.add_argument("--store", metavar="URL", help="the run's store, if not DIR's own")
+
+    store = commands.add_parser(
+        "store", parents=[debug], help="work on preference stores", description="Work on preference stores."
+    )
+    store_commands = store.add_subparsers(dest="store_command", metavar="ACTION", parser_class=_Parser)
+    store_commands.required = True
+    copy = store_commands.add_parser(
+        "copy",
+        parents=[debug],
+        help="copy a store to another backend",
+        description="Copy every segment, clip, query and label of a store to an empty one (SQLite file <-> "
+        "postgresql:// URL), then check row counts and content hashes: nothing lost, nothing reordered.",
+    )
+    copy.add_argument("src", help="store to copy: a preferences.sqlite file or a postgresql:// URL")
+    copy.add_argument("dst", help="empty destination: a new file or a postgresql:// URL")
 
     plot = commands.add_parser(
         "plot",
@@ -172,9 +208,11 @@ def _run(args: argparse.Namespace) -> int:
         from prefwrap.cli.train import cmd_train
 
         return cmd_train(args)
-    from prefwrap.cli import commands
+    from prefwrap.cli import commands, stores
 
     command = {
+        "annotators": stores.cmd_annotators,
+        "store": stores.cmd_store_copy,
         "label": commands.cmd_label,
         "export": commands.cmd_export,
         "plot": commands.cmd_plot,

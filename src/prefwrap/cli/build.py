@@ -81,6 +81,13 @@ def make_oracle(spec: str, seed: int, run_dir: str | None = None) -> BaseOracle:
             return SyntheticOracle.teacher(argument, seed=seed)
         except ValueError as error:
             raise UsageError(f"unknown synthetic teacher {argument!r}: {error}") from None
+    if name == "human" and argument == "web":
+        from prefwrap.oracles.human import HumanOracle
+
+        try:
+            return HumanOracle(labeler="human", interface="web")
+        except ImportError as error:
+            raise UsageError(str(error)) from None
     if name == "human" and argument in ("", "async"):
         try:
             from prefwrap.oracles.human import HumanOracle

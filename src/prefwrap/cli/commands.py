@@ -15,6 +15,7 @@ from prefwrap.cli.config import TrainConfig, UsageError, labels_file
 from prefwrap.cli.display import check_display
 from prefwrap.cli.plots import plot_run
 from prefwrap.cli.run_dir import RunDir, RunDirError, open_run_dir, read_json, write_json
+from prefwrap.cli.stores import run_store
 from prefwrap.store import PreferenceStore
 
 if TYPE_CHECKING:
@@ -30,7 +31,11 @@ def cmd_label(args: argparse.Namespace) -> int:
     Raises:
         UsageError: No store in DIR, no display, no pygame, or queries without clips.
     """
-    run = _run_with_store(args.run_dir)
+    if args.web:
+        from prefwrap.cli.stores import cmd_label_web
+
+        return cmd_label_web(args)
+    run, location = run_store(args.run_dir, args.store)
     check_display("prefwrap label")
     try:
         from prefwrap.clips.frames import clip_frames
@@ -40,7 +45,7 @@ def cmd_label(args: argparse.Namespace) -> int:
         import_pygame()
     except ImportError as error:
         raise UsageError(str(error)) from None
-    with PreferenceStore(run.store) as store:
+    with PreferenceStore(location) as store:
         pending = store.pending_queries()
         if pending:
             try:
@@ -48,12 +53,12 @@ def cmd_label(args: argparse.Namespace) -> int:
             except ValueError:
                 raise UsageError(f"the queries of {run.path} have no frames to show: {NO_CLIPS}") from None
     print(
-        f"{len(pending)} queries pending in {run.store}. Keys: left/right arrow = that clip is better, "
+        f"{len(pending)} queries pending in {location}. Keys: left/right arrow = that clip is better, "
         "up or space = equal, down = can't tell, r = replay, Esc = stop."
     )
     try:
         written = run_labeling_session(
-            run.store,
+            location,
             fps=args.fps,
             labeler=args.labeler,
             stop_when_empty=args.exit_when_done,
@@ -66,7 +71,7 @@ def cmd_label(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot open the labeling window ({error}): it needs a display") from None
         raise
     print(
-        f"{written} labels written to {run.store}; a running trainer picks them up at its next rollout, "
+        f"{written} labels written to {location}; a running trainer picks them up at its next rollout, "
         f"a stopped one with: prefwrap train --resume {run.path}"
     )
     return 0
@@ -80,16 +85,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     """
     from prefwrap.oracles.export import export_queries
 
-    run = _run_with_store(args.run_dir)
+    run, location = run_store(args.run_dir, args.store)
     if args.scale < 1:
         raise UsageError(f"--scale must be at least 1, got {args.scale}")
     if args.fps is not None and not args.fps > 0:
         raise UsageError(f"--fps must be positive, got {args.fps}")
-    with PreferenceStore(run.store) as store:
+    with PreferenceStore(location) as store:
         queries = store.pending_queries()
         fps = args.fps or float(store.get_meta("render_fps") or 20.0)
     if not queries:
-        print(f"No pending queries in {run.store}: nothing to export.")
+        print(f"No pending queries in {location}: nothing to export.")
         return 0
     out = Path(args.out) if args.out else run.path / "queries"
     try:
@@ -224,12 +229,3 @@ def _open_run(path: str) -> tuple[RunDir, dict[str, Any]]:
         return open_run_dir(path)
     except RunDirError as error:
         raise UsageError(str(error)) from None
-
-
-def _run_with_store(path: str) -> RunDir:
-    run = RunDir(Path(path))
-    if not run.store.is_file():
-        raise UsageError(
-            f"{run.path} has no preference store ({run.store.name}): give a run directory of prefwrap train"
-        )
-    return run

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 DEFAULT_ENV = "Pendulum-v1"
 ORACLES = (
-    "synthetic, synthetic:PRESET (oracle, stoch, myopic, mistake, skip, equal), human (training waits "
-    "while you label), human:async (a labeling window in another process; training goes on), file:PATH "
+    "synthetic, synthetic:TEACHER (oracle, stoch, myopic, mistake, skip, equal), human (training waits "
+    "while you label), human:async (a labeling window in another process; training goes on), human:web "
+    "(a labeling page for browsers, several annotators; training goes on), file:PATH "
     "(answers from a labels file; training waits for them) or file:PATH:nowait (training goes on)"
 )
 NOWAIT = ":nowait"
@@ -166,6 +167,13 @@ class TrainConfig:
     )
     seed: int = option(0, on_resume="fixed", type=int, help="seed of everything [0]")
     run_dir: str | None = option(None, on_resume="session", help="run directory [runs/ENV-ALGO-seedS-TIME]")
+    store: str | None = option(
+        None,
+        on_resume="fixed",
+        metavar="URL",
+        help="keep the labels in this store instead of DIR/preferences.sqlite, e.g. a postgresql:// "
+        "database that label servers and annotators on other machines reach",
+    )
     resume: str | None = option(None, on_resume="session", metavar="DIR", help="continue the run in DIR")
     n_envs: int = option(0, on_resume="fixed", minimum=1, type=int, help="parallel envs [zoo's tuned value]")
     device: str = option(

@@ -233,7 +233,7 @@ def _build_training(
             venv,
             oracle,
             config.labels,
-            store=run.store,
+            store=config.store or run.store,
             total_timesteps=config.steps,  # the label schedule spans the whole run, resumed or not
             verbose=1,
             print_refits=config.verbose >= 1,
@@ -255,7 +255,7 @@ def _claim_store(store: PreferenceStore, env_id: str) -> None:
     """Mark the store as ``env_id``'s; refuse one that holds another env's labels."""
     stored_env = store.get_meta("env_id")
     if stored_env is not None and stored_env != env_id:
-        raise UsageError(f"{store.path} holds labels of {stored_env}, not {env_id}: use another --run-dir")
+        raise UsageError(f"{store!r} holds labels of {stored_env}, not {env_id}: use another --run-dir")
     store.set_meta("env_id", env_id)
 
 
