@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 from harness import (
     DEFAULT_PPO,
+    add_sweep_arguments,
     append_to_results_page,
     fmt,
+    jobs_at_once,
     make_job,
     markdown_table,
     normalised_score,
@@ -184,7 +186,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
+    add_sweep_arguments(parser)
     parser.add_argument("--paper", action="store_true", help="1M MuJoCo steps (use with --seeds 0 1 2 3 4)")
     parser.add_argument("--quick", action="store_true", help="classic control only, seed 0, SB3 defaults")
     parser.add_argument("--resume", action="store_true", help="skip jobs already in the results file")
@@ -193,11 +195,13 @@ def main() -> None:
     if args.quick:
         args.tasks, args.seeds, args.settings = list(CLASSIC), [0], ["sb3"]
     name = "broad-paper.jsonl" if args.paper else "broad.jsonl"
-    results = run_jobs(build_jobs(args), args.workers, out=run_dir(name), resume=args.resume)
+    results = run_jobs(
+        build_jobs(args), args.workers, out=run_dir(name), resume=args.resume, address=args.address
+    )
     table, means = summarise(results, args)
     images = plot_curves(results, args)
     report = (
-        report_header("Broad learning table (tasks nobody tuned for)", args.workers)
+        report_header("Broad learning table (tasks nobody tuned for)", jobs_at_once(args))
         + f"- seeds {args.seeds}; score = (RLHF - random) / (true - random) per seed; "
         f"mean over tasks {fmt(float(np.mean(means)), 2) if means else 'n/a'}\n\n"
         + table

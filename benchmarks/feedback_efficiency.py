@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 from harness import (
     IMAGE_DIR,
+    add_sweep_arguments,
     append_to_results_page,
     fmt,
     fmt_spread,
+    jobs_at_once,
     make_job,
     markdown_table,
     mean_std,
@@ -181,7 +183,7 @@ def main() -> None:
         "--eval-every", type=int, default=None, help="learning-curve period (default steps/20, --quick: /8)"
     )
     parser.add_argument("--curve-episodes", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=1, help="parallel runs (one process each)")
+    add_sweep_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="skip runs already in the results file")
     parser.add_argument("--no-docs", action="store_true", help="print only; write nothing under docs/")
     args = parser.parse_args()
@@ -198,11 +200,15 @@ def main() -> None:
 
     tag = "quick" if args.quick else "full"
     results = run_jobs(
-        build_jobs(args), args.workers, run_dir(f"feedback-efficiency-{tag}.jsonl"), args.resume
+        build_jobs(args),
+        args.workers,
+        run_dir(f"feedback-efficiency-{tag}.jsonl"),
+        args.resume,
+        address=args.address,
     )
     report = report_header(
         f"Feedback efficiency ({tag}): {args.steps:,} steps, budgets {args.budgets}, seeds {args.seeds}",
-        args.workers,
+        jobs_at_once(args),
     )
     report += (
         "- PPO with rl-baselines3-zoo settings in every arm; final return: deterministic policy, "

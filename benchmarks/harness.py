@@ -19,6 +19,7 @@ reuse the PPO settings, env construction and evaluation from its own virtual env
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -30,9 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -357,16 +356,56 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
+SWEEP_INSTALL = 'pip install "prefwrap[sweep]"'
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--workers`` and ``--address`` flags every sweep script takes (see :func:`run_jobs`)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="CPUs of the local Ray instance, i.e. jobs at once (default: every core Ray sees)",
+    )
+    where.add_argument(
+        "--address",
+        default=None,
+        help="join this Ray cluster (HOST:6379, or auto on one of its nodes) instead of starting one here",
+    )
+
+
+def jobs_at_once(args: argparse.Namespace) -> int | None:
+    """For a report: how many jobs ran at once on this machine (``None`` on a cluster)."""
+    if args.address is not None:
+        return None
+    return args.workers or os.cpu_count()
+
+
 def run_jobs(
     jobs: Sequence[dict[str, Any]],
-    workers: int,
+    workers: int | None = None,
     out: Path | None = None,
     resume: bool = False,
     function: Callable[[dict[str, Any]], dict[str, Any]] = run_arm,
+    *,
+    address: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run jobs on ``workers`` fresh processes (one per job), print and append each result as a
-    JSON line to ``out`` as it finishes; with ``resume``, jobs already in ``out`` are not run again.
-    Results come back in the order of ``jobs``."""
+    """Run jobs as Ray tasks, one fresh worker process each; print and append each result as a JSON
+    line to ``out`` as it finishes; with ``resume``, jobs already in ``out`` are not run again.
+    Results come back in the order of ``jobs``.
+
+    Ray runs on this machine with ``workers`` CPUs (default: all) unless ``address`` names a cluster
+    to join; a Ray instance the caller already started is used as it is (and left running).
+    Every job asks Ray for 1 CPU, and 1 GPU when its ``device`` is CUDA.
+
+    Raises:
+        SystemExit: Ray is not installed (the ``sweep`` extra); one line that says how to install it.
+        ValueError: ``workers`` and ``address`` together (a cluster's size is the cluster's).
+    """
+    ray = _import_ray()
+    if workers is not None and address is not None:
+        raise ValueError(f"--workers {workers} sizes a local Ray instance; a cluster ({address}) has its own")
     snapshot_prefwrap()
     done = load_results(out) if (out is not None and resume) else {}
     keys = [job_key(job) for job in jobs]
@@ -375,7 +414,7 @@ def run_jobs(
         print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} jobs already in {out}", flush=True)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-    for record in _execute(todo, workers, function):
+    for record in _execute(ray, todo, workers, address, function):
         done[record["job_key"]] = record
         print(json.dumps({k: v for k, v in record.items() if k not in ("job_key", "curve")}), flush=True)
         if out is not None:
@@ -384,17 +423,73 @@ def run_jobs(
     return [done[key] for key in keys]
 
 
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit(f"the benchmark sweeps run on Ray, not installed here: {SWEEP_INSTALL}") from None
+    return ray
+
+
+def job_resources(job: dict[str, Any]) -> dict[str, float]:
+    """What one job asks Ray for: 1 CPU (torch runs single-threaded), 1 GPU if its device is CUDA."""
+    return {"num_cpus": 1, "num_gpus": 1 if str(job.get("device", "cpu")).startswith("cuda") else 0}
+
+
+def _runtime_env(address: str | None) -> dict[str, Any]:
+    """How the workers find the frozen prefwrap source and this folder (for ``harness`` itself).
+
+    On this machine: the same paths, first on PYTHONPATH, as spawned processes had them. On a cluster
+    the nodes cannot see them, so Ray uploads both: the snapshot as a module, this folder as the
+    working directory (the workers' current directory and first on their path).
+    """
+    snapshot = RUNS_DIR / f"prefwrap-src-{_SNAPSHOT['digest']}"
+    benchmarks = Path(__file__).resolve().parent
+    if address is None:
+        paths = [str(snapshot), str(benchmarks), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+        return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(path for path in paths if path))}}
+    return {
+        "py_modules": [str(snapshot / "prefwrap")],
+        "working_dir": str(benchmarks),
+        "excludes": [".venv-imitation/", "__pycache__/"],
+    }
+
+
 def _execute(
-    todo: list[tuple[str, dict[str, Any]]], workers: int, function: Callable[[dict[str, Any]], dict[str, Any]]
+    ray: Any,
+    todo: list[tuple[str, dict[str, Any]]],
+    workers: int | None,
+    address: str | None,
+    function: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Iterator[dict[str, Any]]:
+    """Submit every job, yield results as they finish; the first failure cancels the rest."""
     if not todo:
         return
-    # A fresh interpreter per job: no state (torch threads, RNGs, caches) leaks between arms.
-    fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
-    with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), **fresh) as pool:
-        futures = {pool.submit(function, job): key for key, job in todo}
-        for future in as_completed(futures):
-            yield {**future.result(), "job_key": futures[future]}
+    started = not ray.is_initialized()
+    if started:  # Ray uploads local folders only for a whole job, so the environment goes here
+        # "local": a new instance even where `ray start` left one running (ray.init() would join it)
+        ray.init(address=address or "local", num_cpus=workers, runtime_env=_runtime_env(address))
+        options: dict[str, Any] = {}
+    else:  # a caller's Ray instance, taken to be on this machine: the paths, task by task
+        options = {"runtime_env": _runtime_env(None)}
+    try:
+        # max_calls=1: a fresh interpreter per job, so no state (torch threads, RNGs, caches) leaks
+        # between arms; a job Ray loses with its node is retried (max_retries), a job that raises is not.
+        task = ray.remote(max_calls=1)(function)
+        pending = {task.options(**options, **job_resources(job)).remote(job): key for key, job in todo}
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(ready)
+            try:
+                result = ray.get(ready)
+            except BaseException:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+                raise
+            yield {**result, "job_key": key}
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------------

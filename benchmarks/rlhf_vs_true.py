@@ -15,12 +15,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 from harness import (
+    add_sweep_arguments,
     git_commit,
+    jobs_at_once,
     machine,
     make_job,
     parse_kwargs,
@@ -49,7 +50,7 @@ def main() -> None:
         "--wrapper-kwargs", nargs="*", default=[], help="key=value passed to PreferenceRewardWrapper"
     )
     parser.add_argument("--arms", nargs="+", default=["true", "rlhf"], choices=["true", "rlhf"])
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    add_sweep_arguments(parser)
     args = parser.parse_args()
 
     env_kwargs = parse_kwargs(args.env_kwargs)
@@ -69,12 +70,14 @@ def main() -> None:
         for seed in args.seeds
         for arm in args.arms
     ]
-    results = run_jobs(jobs, args.workers)
+    results = run_jobs(jobs, args.workers, address=args.address)
     baseline = random_return(args.env, env_kwargs, args.eval_episodes)
     by_arm = {arm: [r for r in results if r["arm"] == arm] for arm in args.arms}
     print(f"\n## {args.env}: {args.steps} steps, {args.labels} labels, seeds {args.seeds}")
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"commit {git_commit()}, {machine()}, {args.workers} workers\n")
+    at_once = jobs_at_once(args)
+    where = f"{at_once} jobs at once" if at_once else f"Ray cluster {args.address}"
+    print(f"commit {git_commit()}, {machine()}, {where}\n")
     print("| arm | mean return | std | mean wall-clock s |")
     print("|---|---|---|---|")
     for arm, rows in by_arm.items():

@@ -45,9 +45,11 @@ from typing import Any
 import numpy as np
 from harness import (
     REPO,
+    add_sweep_arguments,
     append_to_results_page,
     fmt,
     fmt_spread,
+    jobs_at_once,
     make_job,
     markdown_table,
     mean_std,
@@ -151,7 +153,7 @@ def main() -> None:
         "active_selection=true exploration_frac=0.05 initial_epoch_multiplier=4",
     )
     parser.add_argument("--no-true-arm", action="store_true", help="skip PPO on the true reward")
-    parser.add_argument("--workers", type=int, default=1)
+    add_sweep_arguments(parser)
     parser.add_argument("--setup", action="store_true", help="only build the imitation environment")
     parser.add_argument("--pip-args", nargs="*", default=[], help="extra pip arguments for --setup")
     parser.add_argument("--resume", action="store_true", help="skip jobs already in the results file")
@@ -188,10 +190,12 @@ def main() -> None:
             imitation_job.update(library="imitation", num_iterations=iterations, imitation=imitation_settings)
             jobs.append(imitation_job)
     name = "vs-imitation-quick" if args.quick else "vs-imitation"
-    results = run_jobs(jobs, args.workers, run_dir(f"{name}.jsonl"), args.resume, function=run_job)
+    results = run_jobs(
+        jobs, args.workers, run_dir(f"{name}.jsonl"), args.resume, function=run_job, address=args.address
+    )
     report = report_header(
         f"prefwrap vs imitation 1.0.1 preference comparisons{' (--quick)' if args.quick else ''}",
-        args.workers,
+        jobs_at_once(args),
     )
     settings = ", ".join(
         f"{key}={value}" for key, value in {**IMITATION_DEFAULTS, **imitation_settings}.items()
