@@ -7,7 +7,8 @@ Arms (PPO, the zoo's Pendulum hyperparameters, ``SyntheticOracle()`` = B-Pref's 
 - ``K4-N/2``: rankings of 4 with half the judgements (the issue's target: the pairs' return with
   <= 50 % of the judgements);
 - ``pairs-N/2+demos``: pairs with half the judgements plus 5 expert episodes as demonstrations (from a
-  PPO policy trained on the true reward in this script), against ``pairs-N`` without them.
+  PPO policy trained on the true reward in this script), against ``pairs-N`` without them and
+  ``pairs-N/2`` (the same judgements without demonstrations).
 
 **Effort.** A judgement is one answer (a pair or a ranking). Modelled seconds per judgement:
 ``t(K) = K * clip_s + hick_s * log2(K!) + response_s``: watching each of the ``K`` clips once
@@ -140,12 +141,14 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=100)
     parser.add_argument("--expert-steps", type=int, default=60_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--arms", nargs="+", help="only these arms (default: all)")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="prefwrap-rankings-"))
     n, half = args.labels, args.labels // 2
     expert_return, demos = train_expert(args.expert_steps, out)
     arms = [("pairs", 2, n, None), ("K3", 3, n, None), ("K4", 4, n, None), ("K4-half", 4, half, None)]
-    arms.append(("pairs-half+demos", 2, half, str(demos)))
+    arms += [("pairs-half", 2, half, None), ("pairs-half+demos", 2, half, str(demos))]
+    arms = [arm for arm in arms if not args.arms or arm[0] in args.arms]
     jobs = [
         {"arm": arm, "k": k, "labels": labels, "demos": d, "seed": seed, "steps": args.steps}
         for arm, k, labels, d in arms
@@ -164,7 +167,7 @@ def main() -> None:
     scores = {arm: (values.mean() - low) / (expert_return - low) for arm, values in returns.items()}
     for arm, k, _labels, _ in arms:
         judgements = np.mean([r["judgements"] for r in results if r["arm"] == arm])
-        ratio = scores[arm] / scores["pairs"]
+        ratio = scores[arm] / scores["pairs"] if "pairs" in scores else float("nan")
         print(
             f"| {arm} | {judgements:.0f} | {judgements * seconds_per_judgement(k):.0f} | "
             f"{returns[arm].mean():.1f} ± {returns[arm].std():.1f} | {scores[arm]:.2f} | {ratio:.2f} |"

@@ -62,7 +62,8 @@ SCHEMA = {
     ],
     "segment_frames": ["segment_id", "frames"],
     "queries": ["query_id", "left_id", "right_id", "created_at"],
-    "labels": ["seq", "query_id", "preference", "labeler", "created_at"],
+    "query_segments": ["query_id", "position", "segment_id"],
+    "labels": ["seq", "query_id", "preference", "labeler", "created_at", "ranking"],
 }
 
 
@@ -336,7 +337,7 @@ def test_meta(store: PreferenceStore):
     store.set_meta("env_id", "Hopper-v5")
     store.set_meta("env_id", "Walker2d-v5")
     assert store.get_meta("env_id") == "Walker2d-v5"
-    assert store.get_meta("schema_version") == "3"
+    assert store.get_meta("schema_version") == "4"
     with pytest.raises(ValueError, match="schema_version"):
         store.set_meta("schema_version", "4")
 
@@ -437,8 +438,8 @@ def test_a_directory_is_refused(tmp_path: Path):
 def test_a_newer_schema_version_is_refused(target: str):
     PreferenceStore(target).close()
     with raw(target) as db:
-        db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match=rf"{re.escape(target)} has store schema version 4.*version 3"):
+        db.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=rf"{re.escape(target)} has store schema version 5.*version 4"):
         PreferenceStore(target)
 
 
@@ -458,7 +459,7 @@ def test_frames_are_compressed_and_version_1_stores_migrate(target: str):
         db.execute("UPDATE segment_frames SET frames = ? WHERE segment_id = 1", (raw_npy.getvalue(),))
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with PreferenceStore(path) as store:
-        assert store.get_meta("schema_version") == "3"
+        assert store.get_meta("schema_version") == "4"
         np.testing.assert_array_equal(store.segment(1).frames, smooth)
         assert_same_segment(store.segment(2), make_segment(2, frames=True))
 
@@ -475,7 +476,7 @@ def test_terminations_are_stored_and_version_2_stores_migrate(target: str):
         db.execute("ALTER TABLE segments DROP COLUMN terminated")
         db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with PreferenceStore(path) as store:
-        assert store.get_meta("schema_version") == "3"
+        assert store.get_meta("schema_version") == "4"
         assert not store.segment(2).terminated
         store.add_segments([ended])
         assert store.segment(1).terminated

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_store import BACKENDS, assert_same_segment, make_query, make_segment, new_target
 
-from prefwrap.records import Preference
+from prefwrap.records import Preference, Query, Ranking
 from prefwrap.store import PreferenceStore, StoreError, copy_store
 from prefwrap.store import copy as copy_module
 from prefwrap.store.copy import table_digests
@@ -23,6 +23,9 @@ def fill(target: str) -> None:
         store.add_queries([make_query(i) for i in range(70)])  # more than one page of rows
         for query_id in [5, 2, 9, *range(10, 69)]:
             store.add_label(query_id, [Preference.LEFT, Preference.SKIP][query_id % 2], f"h{query_id % 3}")
+        # a ranking of four (schema version 4): its segments in query_segments, its answer as JSON
+        store.add_queries([Query.of(70, [make_segment(i) for i in (2000, 2001, 2002, 1000)])])
+        store.add_label(70, Ranking([[2], [0, 3], [1]]), "h0")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -39,9 +42,10 @@ def test_a_copy_through_another_backend_and_back_is_the_same_store(source: str, 
         back = stack.enter_context(new_target("sqlite", tmp_path))
         first = copy_store(source, middle)
         second = copy_store(middle, back)
-        expected = {"meta": 2, "segments": 141, "segment_frames": 1, "queries": 70, "labels": 62}
+        expected = {"meta": 2, "segments": 144, "segment_frames": 1, "queries": 71, "query_segments": 4}
+        expected["labels"] = 63
         assert first.counts == second.counts == expected
-        assert first.digests == second.digests and "62 labels" in str(first)
+        assert first.digests == second.digests and "63 labels" in str(first)
         with PreferenceStore(source) as original, PreferenceStore(back) as copied:
             assert table_digests(original._database()) == table_digests(copied._database())
             assert copied.labels() == original.labels()  # arrival order and timestamps kept
@@ -51,7 +55,11 @@ def test_a_copy_through_another_backend_and_back_is_the_same_store(source: str, 
             assert_same_segment(copied.segment(1000), make_segment(1000, frames=True))
             assert copied.get_meta("env_id") == "Hopper-v5"
             copied.add_label(69, Preference.RIGHT, "resumed")  # the copy goes on as a run's store
-            assert copied.labels(after=62)[0].query_id == 69
+            assert copied.labels(after=63)[0].query_id == 69
+            ranked = copied.labels()[62]
+            assert ranked.preference == Ranking([[2], [0, 3], [1]])
+            assert ranked.segment_ids == (2000, 2001, 2002, 1000)
+            assert [s.segment_id for s in copied.query(70).segments] == [2000, 2001, 2002, 1000]
 
 
 def test_a_destination_with_data_or_the_source_itself_is_refused(source: str, tmp_path: Path):

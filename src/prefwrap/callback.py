@@ -15,6 +15,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
+from prefwrap.demonstrations import Trajectory
 from prefwrap.diagnostics import CORRELATION_WARNING, DISAGREEMENT_WARNING
 from prefwrap.env_utils import check_layers_above, find_preference_wrapper
 from prefwrap.learner import PreferenceLearner
@@ -46,8 +47,13 @@ class PreferenceCallback(BaseCallback):
             when you train in chunks (``learn(..., reset_num_timesteps=False)`` in a loop): give the
             overall length then, or the whole budget is asked in the first chunk.
         verbose: 1 prints a line per refit.
+        query_size: Segments per query: 2 asks about pairs (the paper), 3 to 6 asks the oracle to rank
+            them (``docs/concepts.md#rankings``).
+        demonstrations: Expert trajectories, an ``.npz`` path or a list of
+            :class:`~prefwrap.demonstrations.Trajectory`, turned into preferences "demonstration ≻
+            policy" (``docs/concepts.md#demonstrations``).
         **learner_kwargs: Passed to :class:`~prefwrap.learner.PreferenceLearner` (schedule, selection,
-            query_batch_size, fit_epochs, seed, ...).
+            query_batch_size, fit_epochs, seed, demo_weight, demo_pairs_per_round, ...).
 
     Raises:
         TypeError: ``env`` holds no :class:`PreferenceRewardWrapper` (at construction), or the model's
@@ -78,6 +84,8 @@ class PreferenceCallback(BaseCallback):
         relabel: bool = True,
         total_timesteps: int | None = None,
         verbose: int = 0,
+        query_size: int = 2,
+        demonstrations: str | os.PathLike | list[Trajectory] | None = None,
         **learner_kwargs: Any,
     ) -> None:
         super().__init__(verbose)
@@ -86,7 +94,15 @@ class PreferenceCallback(BaseCallback):
                 f"total_timesteps must be >= 1 (the whole run's env steps), got {total_timesteps}"
             )
         self.wrapper = find_preference_wrapper(env)
-        self.learner = PreferenceLearner(self.wrapper, oracle, total_labels, store=store, **learner_kwargs)
+        self.learner = PreferenceLearner(
+            self.wrapper,
+            oracle,
+            total_labels,
+            store=store,
+            query_size=query_size,
+            demonstrations=demonstrations,
+            **learner_kwargs,
+        )
         self.relabel = relabel
         self.total_timesteps = total_timesteps
         self._total_timesteps = 0

@@ -17,17 +17,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from prefwrap.demonstrations import DEMO_LABELER, DemonstrationPreferences, Trajectory
 from prefwrap.diagnostics import DISAGREEMENT_WARNING, disagreement_ratio, return_correlation
 from prefwrap.oracles.base import Oracle, OracleContext, oracle_hooks
-from prefwrap.records import Preference, Query, Segment
+from prefwrap.records import MAX_QUERY_SIZE, Answer, Preference, Query, Segment
 from prefwrap.reward.dataset import PreferenceDataset
 from prefwrap.reward.fitting import FitReport, RewardFitter, segment_returns
 from prefwrap.reward.learned import PREDICTION_CHUNK_STEPS, step_chunks
 from prefwrap.schedule import DecayingSchedule, LabelSchedule
 from prefwrap.segment_buffer import valid_step_mask
-from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, preference_disagreement
+from prefwrap.selection import (
+    DisagreementSelector,
+    PairSelector,
+    RandomSelector,
+    candidate_tuples,
+    preference_disagreement,
+)
 from prefwrap.store import AlreadyLabeledError, PreferenceStore
 from prefwrap.wrapper import PreferenceRewardWrapper
+
+DEFAULT_DEMO_WEIGHT = 0.5
+"""Weight of stored demonstration preferences read back without ``demonstrations`` (a resumed run)."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +51,20 @@ class QueryRound:
 
 
 class PreferenceLearner:
-    """Asks an oracle about recorded segment pairs on a schedule and fits the wrapper's reward model.
+    """Asks an oracle about recorded segments on a schedule and fits the wrapper's reward model.
+
+    A query holds ``query_size`` segments: 2 asks which of a pair is better (the paper), more asks
+    for a ranking (see ``docs/concepts.md#rankings``). ``total_labels`` counts answers (judgements)
+    whatever their size.
 
     Args:
         wrapper: The :class:`PreferenceRewardWrapper` whose segments are queried and whose reward is fitted.
         oracle: Anything with ``label(queries)`` (see :class:`~prefwrap.oracles.base.Oracle`).
         total_labels: Label budget over the whole run (skipped answers count: a person spent the time).
         schedule: Cumulative labels wanted per timestep; default :class:`DecayingSchedule` (the paper).
-        selection: ``"disagreement"`` (ensemble variance of P[left ≻ right]), ``"random"``, or a
-            :class:`~prefwrap.selection.PairSelector`.
-        candidate_factor: Candidate pairs sampled per pair asked (the paper: 10).
+        selection: ``"disagreement"`` (ensemble variance of P[i ≻ j], averaged over the query's pairs),
+            ``"random"``, or a :class:`~prefwrap.selection.PairSelector`.
+        candidate_factor: Candidate queries sampled per query asked (the paper: 10).
         query_window: Draw candidates from the newest this many segments only; ``None`` (default)
             draws from the whole segment buffer. Recent-only candidates did worse on Pendulum
             (-336 vs -190 mean return over 5 seeds with a 500-segment window).
@@ -63,11 +77,26 @@ class PreferenceLearner:
         initial_fit_epochs: Passes for the first fit (no warm start yet).
         max_fit_seconds: Wall-clock bound per refit.
         learning_rate: Adam step size of the reward model.
-        batch_size: Pairs per member per gradient step.
-        noise: Assumed probability of a random answer in the Bradley-Terry model (the paper: 0.1).
+        batch_size: Labels per member per gradient step.
+        noise: Assumed probability of a random answer in the Bradley-Terry / Plackett-Luce model
+            (the paper: 0.1).
         max_labels: Fit only on the newest this many labels (the paper's Atari setting: 3,000).
         normalization_segments: Newest segments whose steps set the reward normalisation after a refit.
         seed: Seed of candidate sampling, bootstraps and the validation split.
+        query_size: Segments per query, 2 (pairs) to 6; the oracle answers larger queries with a
+            :class:`~prefwrap.records.Ranking` (or ``SKIP``).
+        demonstrations: Expert trajectories (an ``.npz`` path, see :mod:`prefwrap.demonstrations`, or
+            :class:`~prefwrap.demonstrations.Trajectory` objects): each query round adds
+            ``demo_pairs_per_round`` preferences "demonstration segment ≻ recent policy segment"
+            (Ibarz et al. 2018), stored with labeler ``"demonstration"`` and not counted in
+            ``total_labels``.
+        demo_weight: Loss weight of a demonstration preference relative to an oracle's label.
+        demo_pairs_per_round: Demonstration preferences per query round; default ``query_batch_size``
+            (about one per oracle label over the run).
+
+    Raises:
+        TypeError: ``wrapper`` is not a :class:`PreferenceRewardWrapper`, or ``oracle`` has no ``label``.
+        ValueError: An argument is out of range, or the demonstrations file is unreadable as such.
     """
 
     def __init__(
@@ -92,6 +121,10 @@ class PreferenceLearner:
         max_labels: int | None = None,
         normalization_segments: int = 2000,
         seed: int | None = None,
+        query_size: int = 2,
+        demonstrations: str | os.PathLike | list[Trajectory] | None = None,
+        demo_weight: float = 0.5,
+        demo_pairs_per_round: int | None = None,
     ) -> None:
         if not isinstance(wrapper, PreferenceRewardWrapper):
             raise TypeError(
@@ -103,6 +136,8 @@ class PreferenceLearner:
             raise ValueError(f"total_labels must be >= 1, got {total_labels}")
         if candidate_factor < 1:
             raise ValueError(f"candidate_factor must be >= 1, got {candidate_factor}")
+        if not 2 <= query_size <= MAX_QUERY_SIZE:
+            raise ValueError(f"query_size must be in [2, {MAX_QUERY_SIZE}], got {query_size}")
         if self._hooks.needs_frames and not (
             wrapper.record_frames or wrapper.learned_reward.encoder.image_observations
         ):
@@ -121,8 +156,9 @@ class PreferenceLearner:
         self.selector = _make_selector(selection, seed)
         self.candidate_factor = candidate_factor
         self.query_window = query_window
+        self.query_size = query_size
         self.query_batch_size = query_batch_size or max(1, total_labels // 20)
-        self.min_segments = max(2, min(min_segments, wrapper.segments.capacity))
+        self.min_segments = max(query_size, min(min_segments, wrapper.segments.capacity))
         self.fit_epochs = fit_epochs
         self.initial_fit_epochs = initial_fit_epochs
         self.normalization_segments = normalization_segments
@@ -143,13 +179,34 @@ class PreferenceLearner:
         self._labels_read = 0
         self._labels_since_fit = 0
         self._n_answered = 0
+        self.n_demo_labels = 0
+        self._answered_here: dict[int, Query] = {}  # demonstration queries, stored already answered
         self.last_fit: FitReport | None = None
         self.wrapper.segments.next_segment_id = max(
             self.wrapper.segments.next_segment_id, self.store.next_segment_id()
         )
+        self.demonstrations = (
+            None
+            if demonstrations is None
+            else DemonstrationPreferences.for_wrapper(
+                wrapper,
+                demonstrations,
+                demo_weight,
+                self.query_batch_size if demo_pairs_per_round is None else demo_pairs_per_round,
+                seed,
+            )
+        )
         self._next_query_id = self.store.next_query_id()
         self._ingest_stored_labels()
         self._connect_oracle()
+
+    def _add_demonstration_pairs(self) -> None:
+        """Store "demonstration ≻ recent policy segment" answers (already answered: never pending)."""
+        if self.demonstrations is None:
+            return
+        queries = self.demonstrations.add_pairs(self.store, self.wrapper.segments, self._next_query_id)
+        self._next_query_id += len(queries)
+        self._answered_here.update((query.query_id, query) for query in queries)
 
     def _connect_oracle(self) -> None:
         """Tell the oracle the run's context (see :class:`~prefwrap.oracles.base.BaseOracle`)."""
@@ -183,6 +240,7 @@ class PreferenceLearner:
         if missing > 0 and (first_batch or last_batch or missing >= self.query_batch_size):
             new_queries, disagreement = self._make_queries(missing)
             if new_queries:
+                self._add_demonstration_pairs()
                 self.store.add_queries(new_queries)
                 self._pending.extend(new_queries)
         asked = len(self._pending)
@@ -223,13 +281,13 @@ class PreferenceLearner:
         if len(answers) != len(queries):
             raise ValueError(
                 f"{type(self.oracle).__name__}.label returned {len(answers)} answers for {len(queries)} "
-                "queries: return exactly one Preference (or None for 'not yet') per query"
+                "queries: return exactly one Preference or Ranking (or None for 'not yet') per query"
             )
         for query, answer in zip(queries, answers, strict=True):
             if answer is not None:
                 self._store_answer(query, answer)
 
-    def _store_answer(self, query: Query, answer: Preference) -> None:
+    def _store_answer(self, query: Query, answer: Answer) -> None:
         """Write one answer durably; an answer already stored (through ``record_answer`` or by another
         process) is kept."""
         with contextlib.suppress(AlreadyLabeledError):
@@ -245,26 +303,40 @@ class PreferenceLearner:
         new_training = 0
         for label in labels:
             # the dataset needs no frames: don't decompress a labelled clip just to drop it
-            query = pending.pop(label.query_id, None) or self.store.query(label.query_id, with_frames=False)
-            self._n_answered += 1
-            if label.preference.target is not None:
-                self.dataset.add(query, label.preference)
+            query = (
+                pending.pop(label.query_id, None)
+                or self._answered_here.pop(label.query_id, None)
+                or self.store.query(label.query_id, with_frames=False)
+            )
+            demonstrated = label.labeler == DEMO_LABELER
+            self.n_demo_labels += demonstrated
+            self._n_answered += not demonstrated
+            if label.preference is not Preference.SKIP:
+                if demonstrated:
+                    self.dataset.add(query, label.preference, weight=self._demo_weight())
+                else:
+                    self.dataset.add(query, label.preference)
                 new_training += 1
         self._pending = list(pending.values())
         self._labels_since_fit += new_training
         return new_training
 
+    def _demo_weight(self) -> float:
+        return self.demonstrations.weight if self.demonstrations is not None else DEFAULT_DEMO_WEIGHT
+
     def _make_queries(self, n_pairs: int) -> tuple[list[Query], float]:
-        """Sample ``candidate_factor * n_pairs`` candidate pairs and keep the ``n_pairs`` selected."""
+        """Sample ``candidate_factor * n_pairs`` candidate queries and keep the ``n_pairs`` selected."""
         segments = self.wrapper.segments
         if segments.size < self.min_segments:
             return [], float("nan")
         rows = segments.rows_with_frames() if self._hooks.needs_frames else segments.newest_rows()
         if self.query_window is not None:
             rows = rows[-self.query_window :]
-        if len(rows) < 2:
+        if len(rows) < self.query_size:
             return [], float("nan")
-        pairs = self._candidate_pairs(len(rows), n_pairs * self.candidate_factor)
+        pairs = candidate_tuples(
+            self._rng, len(rows), n_pairs * self.candidate_factor, self.query_size, self.focus_recent
+        )
         if self.wrapper.learned_reward.fitted:
             # score only the segments that appear in a candidate pair (cheap even for image buffers)
             scored, positions = np.unique(pairs, return_inverse=True)
@@ -285,23 +357,14 @@ class PreferenceLearner:
             return read[row]
 
         queries = []
-        for left_row, right_row in pairs[chosen]:
-            queries.append(Query(self._next_query_id, segment_at(left_row), segment_at(right_row)))
+        for positions in pairs[chosen]:
+            queries.append(Query.of(self._next_query_id, [segment_at(p) for p in positions]))
             self._next_query_id += 1
         return queries, disagreement
 
     def _candidate_pairs(self, n_rows: int, n_candidates: int) -> np.ndarray:
-        """Up to ``n_candidates`` distinct unordered pairs of distinct rows, ``(P, 2)`` (rows newest
-        last). With :attr:`focus_recent`, half of the pairs take one segment from the newest tenth."""
-        left = self._rng.integers(0, n_rows, size=n_candidates)
-        if self.focus_recent:
-            recent = max(2, n_rows // 10)
-            half = n_candidates // 2
-            left[:half] = n_rows - 1 - self._rng.integers(0, recent, size=half)
-        right = (left + self._rng.integers(1, n_rows, size=n_candidates)) % n_rows
-        pairs = np.sort(np.stack([left, right], axis=1), axis=1)
-        _, first = np.unique(pairs, axis=0, return_index=True)
-        return pairs[np.sort(first)]
+        """Candidate pairs of rows, ``(P, 2)``: :func:`~prefwrap.selection.candidate_tuples` with K = 2."""
+        return candidate_tuples(self._rng, n_rows, n_candidates, 2, self.focus_recent)
 
     @torch.no_grad()
     def _member_returns(self, rows: np.ndarray) -> torch.Tensor:
@@ -362,6 +425,8 @@ class PreferenceLearner:
         record("pref/labels", self._n_answered)
         record("pref/pending_queries", len(self._pending))
         record("pref/training_labels", len(self.dataset))
+        if self.demonstrations is not None:
+            record("pref/demo_labels", self.n_demo_labels)
         if self.last_fit is not None:
             record("pref/train_loss", self.last_fit.train_loss)
             record("pref/val_loss", self.last_fit.validation_loss)

@@ -1,4 +1,9 @@
-"""Which candidate pairs to ask about: highest ensemble disagreement (the paper) or uniformly random.
+"""Which candidate queries to ask about: highest ensemble disagreement (the paper) or uniformly random.
+
+A query is a tuple of ``K`` segments (``K = 2``: a pair). The disagreement of a tuple is the mean,
+over its ``K(K-1)/2`` pairs, of the variance over ensemble members of the predicted P[i ≻ j]: for a
+pair that is the paper's criterion exactly, and for a ranking it favours tuples in which many pairs
+are uncertain, which is what a ranking answer resolves at once.
 
 A selector is any object with ``select(candidates, member_returns, n) -> indices``.
 """
@@ -13,26 +18,37 @@ import torch
 
 @runtime_checkable
 class PairSelector(Protocol):
-    """Chooses ``n`` of the candidate pairs to send to the oracle."""
+    """Chooses ``n`` of the candidate queries (pairs or ``K``-tuples) to send to the oracle."""
 
     def select(self, pairs: np.ndarray, member_returns: torch.Tensor, n: int) -> np.ndarray:
-        """Indices into ``pairs`` (shape ``(P, 2)`` of segment positions) of the ``n`` pairs to ask.
+        """Indices into ``pairs`` (shape ``(P, K)`` of segment positions) of the ``n`` queries to ask.
 
         ``member_returns`` is ``(E, S)``: each member's predicted return of every segment position.
         """
         ...
 
 
-def preference_disagreement(pairs: np.ndarray, member_returns: torch.Tensor) -> np.ndarray:
-    """Variance over ensemble members of the predicted P[left ≻ right], per pair ``(P,)``."""
-    left = torch.as_tensor(pairs[:, 0])
-    right = torch.as_tensor(pairs[:, 1])
-    p_left = torch.sigmoid(member_returns[:, left] - member_returns[:, right])
-    return p_left.var(dim=0, unbiased=False).cpu().numpy()
+def preference_disagreement(tuples: np.ndarray, member_returns: torch.Tensor) -> np.ndarray:
+    """Disagreement of each candidate query, ``(P,)`` float.
+
+    Args:
+        tuples: ``(P, K)`` int segment positions (``K = 2``: pairs, left then right).
+        member_returns: ``(E, S)`` predicted return of every position by every member.
+
+    Returns:
+        The mean over the tuple's pairs ``(i, j)`` of the variance over members of
+        ``sigmoid(R_i - R_j)``; for pairs, the variance of the predicted P[left ≻ right].
+    """
+    k = tuples.shape[1]
+    first, second = np.triu_indices(k, k=1)
+    left = torch.as_tensor(tuples[:, first])  # (P, K(K-1)/2)
+    right = torch.as_tensor(tuples[:, second])
+    p_first = torch.sigmoid(member_returns[:, left] - member_returns[:, right])  # (E, P, pairs)
+    return p_first.var(dim=0, unbiased=False).mean(dim=-1).cpu().numpy()
 
 
 class DisagreementSelector:
-    """Picks the pairs on which ensemble members disagree most about which segment is better."""
+    """Picks the queries on which ensemble members disagree most about which segment is better."""
 
     def select(self, pairs: np.ndarray, member_returns: torch.Tensor, n: int) -> np.ndarray:
         scores = preference_disagreement(pairs, member_returns)
@@ -40,10 +56,47 @@ class DisagreementSelector:
 
 
 class RandomSelector:
-    """Picks pairs uniformly at random (the ablation baseline)."""
+    """Picks queries uniformly at random (the ablation baseline)."""
 
     def __init__(self, seed: int | None = None) -> None:
         self._rng = np.random.default_rng(seed)
 
     def select(self, pairs: np.ndarray, member_returns: torch.Tensor, n: int) -> np.ndarray:
         return self._rng.choice(len(pairs), size=min(n, len(pairs)), replace=False)
+
+
+def candidate_tuples(
+    rng: np.random.Generator, n_rows: int, n_candidates: int, k: int, focus_recent: bool = False
+) -> np.ndarray:
+    """Up to ``n_candidates`` distinct sets of ``k`` distinct rows (rows newest last), ``(P, k)`` int.
+
+    Pairs (``k = 2``) keep the older row first. Larger tuples are drawn with replacement, tuples with
+    a repeated row dropped, and each is put in a random display order. With ``focus_recent``, half
+    of the candidates take one row from the newest tenth (the policy's recent segments).
+
+    Args:
+        rng: The caller's generator.
+        n_rows: Rows to draw from, ``>= k``.
+        n_candidates: Draws.
+        k: Segments per query.
+        focus_recent: Draw half of the candidates' first rows from the newest tenth.
+    """
+    if k == 2:
+        left = rng.integers(0, n_rows, size=n_candidates)
+        if focus_recent:
+            recent = max(2, n_rows // 10)
+            half = n_candidates // 2
+            left[:half] = n_rows - 1 - rng.integers(0, recent, size=half)
+        right = (left + rng.integers(1, n_rows, size=n_candidates)) % n_rows
+        pairs = np.sort(np.stack([left, right], axis=1), axis=1)
+        _, first = np.unique(pairs, axis=0, return_index=True)
+        return pairs[np.sort(first)]
+    draws = rng.integers(0, n_rows, size=(n_candidates, k))
+    if focus_recent:
+        half = n_candidates // 2
+        draws[:half, 0] = n_rows - 1 - rng.integers(0, max(k, n_rows // 10), size=half)
+    tuples = np.sort(draws, axis=1)
+    tuples = tuples[(np.diff(tuples, axis=1) > 0).all(axis=1)]  # drop tuples with a repeated row
+    _, first = np.unique(tuples, axis=0, return_index=True)
+    tuples = tuples[np.sort(first)]
+    return np.take_along_axis(tuples, np.argsort(rng.random(tuples.shape), axis=1), axis=1)

@@ -1,6 +1,7 @@
 """Export queries as side-by-side clips for an external annotation tool, and import its answers.
 
-:func:`export_queries` writes one clip per query (left segment | right segment), a
+:func:`export_queries` writes one clip per query (left segment | right segment; a grid of numbered
+cells for a query of more than two segments, to be ranked), a
 ``manifest.jsonl`` describing them and a template ``labels.jsonl``; the annotation tool fills in
 ``labels.jsonl`` (schema in ``docs/oracles-file.md``), which :func:`import_labels` reads back, or
 which a :class:`~prefwrap.oracles.file.FileOracle` answers from while training runs.
@@ -19,12 +20,13 @@ import numpy as np
 from prefwrap.clips.frames import clip_frames
 from prefwrap.clips.video import VideoWriter
 from prefwrap.oracles.file import LabelFileError, check_answers, read_label_file
-from prefwrap.records import Label, Preference, Query
+from prefwrap.records import Answer, Label, Query, normalize_answer
 
 MANIFEST_NAME = "manifest.jsonl"
 LABELS_NAME = "labels.jsonl"
 SEPARATOR_WIDTH = 2  # pixels before scaling
 SEPARATOR_VALUE = 255  # a white bar between the two halves
+GRID_COLUMNS = 3  # a query of K > 2 segments: cells in rows of 3 (K = 4: 2 rows)
 
 
 def export_queries(
@@ -43,7 +45,10 @@ def export_queries(
     in the labelling window). Clips are written by :class:`~prefwrap.clips.video.VideoWriter`: an MP4
     that cannot be encoded becomes a GIF, named in the manifest. The manifest gets one JSON line per
     query: ``query_id``, ``left_id``, ``right_id``, ``clip`` (file name), ``fps``, ``n_frames``,
-    ``left_length``, ``right_length``. ``labels.jsonl`` is created
+    ``left_length``, ``right_length``. A query of ``K > 2`` segments is one clip of a grid of
+    ``GRID_COLUMNS`` columns, segment ``i`` in cell ``i`` (row-major), and its entry also has
+    ``segment_ids`` (position order), ``lengths`` and ``grid`` (``[rows, columns]``); its answer is a
+    ``ranking`` of the positions. ``labels.jsonl`` is created
     with commented instructions only if it does not exist yet, so answers are never overwritten.
     True rewards are never exported.
 
@@ -99,7 +104,7 @@ def export_queries(
 
 def import_labels(
     path: str | Path, queries: Sequence[Query], *, allow_unknown: bool = False
-) -> dict[int, Preference]:
+) -> dict[int, Answer]:
     """Read an answers file for exported queries, validated as :class:`FileOracle` does.
 
     Args:
@@ -108,7 +113,9 @@ def import_labels(
         allow_unknown: Ignore answers to query ids not in ``queries`` instead of reporting them.
 
     Returns:
-        The answered queries' preferences by query id, in ``queries`` order; unanswered ones are absent.
+        The answered queries' answers by query id, in ``queries`` order (a :class:`Preference` for a
+        pair, a :class:`~prefwrap.records.Ranking` or ``SKIP`` for a larger query); unanswered ones are
+        absent.
 
     Raises:
         LabelFileError: Listing every problem in the file (nothing is imported then).
@@ -147,9 +154,10 @@ def import_label_records(
             query_id=q.query_id,
             left_id=q.left.segment_id,
             right_id=q.right.segment_id,
-            preference=answers[q.query_id].preference,
+            preference=normalize_answer(answers[q.query_id].preference, q.size),
             labeler=answers[q.query_id].labeler or labeler,
             created_at=now,
+            segment_ids=tuple(segment.segment_id for segment in q.segments),
         )
         for q in queries
         if q.query_id in answers
@@ -183,10 +191,10 @@ def side_by_side(left: np.ndarray, right: np.ndarray, *, scale: int = 1) -> np.n
 def _write_query_clip(
     query: Query, out_dir: Path, *, fps: float, fmt: Literal["mp4", "gif"], scale: int
 ) -> dict:
-    """Write ``query_<id>.<fmt>`` (left | right) into ``out_dir``; return its manifest entry."""
-    left = clip_frames(query.left, query_id=query.query_id)
-    right = clip_frames(query.right, query_id=query.query_id)
-    clip = side_by_side(left, right, scale=scale)
+    """Write ``query_<id>.<fmt>`` (left | right, or a grid) into ``out_dir``; return its manifest entry."""
+    clips = [clip_frames(segment, query_id=query.query_id) for segment in query.segments]
+    left, right = clips[0], clips[1]
+    clip = side_by_side(left, right, scale=scale) if query.size == 2 else grid(clips, scale=scale)
     with VideoWriter(out_dir / f"query_{query.query_id:06d}", fps, fmt=fmt, gif_stride=1) as video:
         for frame in clip:
             video.add(frame)
@@ -194,7 +202,7 @@ def _write_query_clip(
         raise RuntimeError(
             f"the clip of query {query.query_id} could not be encoded (see the log): try fmt='gif'"
         )
-    return {
+    entry = {
         "query_id": query.query_id,
         "left_id": query.left.segment_id,
         "right_id": query.right.segment_id,
@@ -204,6 +212,40 @@ def _write_query_clip(
         "left_length": len(left),
         "right_length": len(right),
     }
+    if query.size > 2:
+        entry["segment_ids"] = [segment.segment_id for segment in query.segments]
+        entry["lengths"] = [len(frames) for frames in clips]
+        entry["grid"] = [-(-query.size // GRID_COLUMNS), min(query.size, GRID_COLUMNS)]
+    return entry
+
+
+def grid(clips: Sequence[np.ndarray], *, scale: int = 1, columns: int = GRID_COLUMNS) -> np.ndarray:
+    """Tile frame sequences row-major in a grid with white separators, looping the shorter ones.
+
+    Args:
+        clips: ``K`` frame sequences ``(n_i, h_i, w_i, 3)``, uint8.
+        scale: Integer nearest-neighbour upscaling factor.
+        columns: Cells per row.
+
+    Returns:
+        Frames ``(max n_i, rows * (h + 2) - 2, columns * (w + 2) - 2, 3)`` scaled, uint8, with ``h``
+        and ``w`` the largest cell size; empty cells are black.
+    """
+    n = max(len(clip) for clip in clips)
+    height = max(clip.shape[1] for clip in clips)
+    width = max(clip.shape[2] for clip in clips)
+    rows = -(-len(clips) // columns)
+    step_y, step_x = height + SEPARATOR_WIDTH, width + SEPARATOR_WIDTH
+    out = np.full(
+        (n, rows * step_y - SEPARATOR_WIDTH, columns * step_x - SEPARATOR_WIDTH, 3), SEPARATOR_VALUE, np.uint8
+    )
+    for i, clip in enumerate(clips):
+        y, x = (i // columns) * step_y, (i % columns) * step_x
+        out[:, y : y + height, x : x + width] = 0
+        out[:, y : y + clip.shape[1], x : x + clip.shape[2]] = clip[np.arange(n) % len(clip)]
+    if scale > 1:
+        out = out.repeat(scale, axis=1).repeat(scale, axis=2)
+    return out
 
 
 def _labels_template(entries: list[dict]) -> str:
@@ -219,6 +261,8 @@ def _labels_template(entries: list[dict]) -> str:
         "# prefwrap labels: one JSON object per line answering a clip listed in manifest.jsonl.\n"
         '# Required: "query_id" (int) and "label": "left", "right", "equal" or "skip"\n'
         "#   (left = the left half of the clip is better; skip = cannot tell).\n"
+        '# A clip of more than two cells (its manifest entry has "segment_ids") takes "ranking" instead\n'
+        '#   of "label": cell numbers best first, equals together, e.g. "ranking": [[2], [0, 3], [1]].\n'
         '# Optional: "left_id" and "right_id" copied from the manifest (checked against the query),\n'
         '#   "labeler" (who answered). Lines starting with # are ignored. For example:\n'
         f"# {json.dumps(example)}\n"

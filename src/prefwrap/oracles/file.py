@@ -22,13 +22,16 @@ from prefwrap.oracles.label_file import (
     check_answers,
     read_label_file,
 )
-from prefwrap.records import Preference, Query
+from prefwrap.records import Answer, Preference, Query, normalize_answer
 
 __all__ = ["FileOracle"]
 
 
 class FileOracle(BaseOracle):
     """Answers queries from a labels file that an annotation tool or crowd platform fills in.
+
+    Lines answer pairs with a ``label`` and queries of more segments with a ``ranking`` (see
+    ``docs/oracles-file.md``).
 
     The file (``.jsonl`` or ``.csv``, schema in ``docs/oracles-file.md``) is re-read whenever its
     modification time or size changes, so it can be appended to while training runs. The oracle
@@ -46,11 +49,13 @@ class FileOracle(BaseOracle):
     (the file must exist; such a finished file is read once unless ``wait`` or ``timeout`` is given).
 
     A file with problems (bad JSON, missing or unknown fields, non-integer ids, an unknown label,
-    differing duplicates, contradicting answers, ``left_id``/``right_id`` that do not match an
-    asked query) makes ``label`` raise :class:`~prefwrap.oracles.label_file.LabelFileError` listing
-    every problem with file and line, before anything is returned; after the file is fixed, the next
-    call reads it again and every valid line counts. With ``on_error="warn"`` the problems are warned
-    about once per file version instead, valid lines are used, and the queries with faulty answers
+    differing duplicates, contradicting answers, ``left_id``/``right_id``/``segment_ids`` that do not
+    match an asked query, a ranking of another number of segments than the query holds, or a pair's
+    label for a larger query) makes ``label`` raise
+    :class:`~prefwrap.oracles.label_file.LabelFileError` listing every problem with file and line,
+    before anything is returned; after the file is fixed, the next call reads it again and every
+    valid line counts. With ``on_error="warn"`` the problems are warned about once per file version
+    instead, valid lines are used, and the queries with faulty answers
     stay unanswered.
 
     A line's optional ``labeler`` field overrides the oracle's ``labeler``; the learner reads it back
@@ -143,8 +148,11 @@ class FileOracle(BaseOracle):
         """Remember the run's store, named in the export hint when no ``export_command`` is given."""
         self._store_path = str(context.store_path)
 
-    def label(self, queries: Sequence[Query]) -> list[Preference | None]:
+    def label(self, queries: Sequence[Query]) -> list[Answer | None]:
         """Return the file's answer for each query, waiting for them unless ``wait=False``.
+
+        A pair gets a :class:`Preference` (a ``ranking`` of two segments is turned into one), a
+        larger query a :class:`~prefwrap.records.Ranking` or ``SKIP``.
 
         Raises:
             LabelFileError: The file has problems (``on_error="raise"``).
@@ -225,7 +233,7 @@ class FileOracle(BaseOracle):
         answers, problems = read_label_file(self.path)
         return sorted(problems + check_answers(self.path, answers, queries, known_ids), key=lambda p: p.line)
 
-    def _answer(self, queries: Sequence[Query]) -> list[Preference | None]:
+    def _answer(self, queries: Sequence[Query]) -> list[Answer | None]:
         """One read: the file's valid answer per query, or ``None``; raises or warns about problems."""
         self._reload()
         problems = self._problems + check_answers(self.path, self._answers, queries)
@@ -236,10 +244,11 @@ class FileOracle(BaseOracle):
             if message not in self._warned:
                 self._warned.add(message)
                 warnings.warn(message, stacklevel=3)
-        result: list[Preference | None] = []
+        result: list[Answer | None] = []
         for query in queries:
             answer = self._answers.get(query.query_id)
-            result.append(answer.preference if answer is not None and answer.matches(query) else None)
+            fits = answer is not None and answer.matches(query)
+            result.append(normalize_answer(answer.preference, query.size) if fits else None)
         return result
 
     def _reload(self) -> None:

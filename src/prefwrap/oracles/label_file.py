@@ -6,9 +6,15 @@ training runs, and :func:`prefwrap.oracles.export.import_labels` reads one after
 it here. The fields of a line (JSON object keys, or CSV header columns):
 
 - ``query_id`` (required, integer): the query answered.
-- ``label`` (required, string): ``left``, ``right``, ``equal`` or ``skip``, case-insensitive.
+- ``label`` (string): ``left``, ``right``, ``equal`` or ``skip``, case-insensitive (``skip`` answers a
+  query of any size).
+- ``ranking`` (instead of ``label``, for a query of ``K`` segments): the positions ``0..K-1`` of the
+  query's segments, best first, as a JSON list of groups of equals, ``[[2], [0, 3], [1]]``, or as text,
+  ``"2 > 0 = 3 > 1"`` (a CSV cell takes the text form). Exactly one of ``label`` and ``ranking``.
 - ``left_id``, ``right_id`` (optional, integers): the segments shown on each side; checked against
   the query when given.
+- ``segment_ids`` (optional): the query's segment ids in position order (a JSON list, or a CSV cell
+  of ids separated by spaces); checked against the query when given.
 - ``labeler`` (optional, string): who answered; overrides the oracle's ``labeler`` for this line.
 
 The parser never stops at the first problem: it returns the valid answers and a
@@ -23,9 +29,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefwrap.records import Preference, Query
+from prefwrap.records import Answer, Preference, Query, Ranking, normalize_answer
 
 __all__ = [
+    "ANSWER_FIELDS",
     "FIELDS",
     "REQUIRED_FIELDS",
     "SUFFIXES",
@@ -36,8 +43,9 @@ __all__ = [
     "read_label_file",
 ]
 
-FIELDS = ("query_id", "label", "left_id", "right_id", "labeler")
-REQUIRED_FIELDS = ("query_id", "label")
+FIELDS = ("query_id", "label", "ranking", "left_id", "right_id", "segment_ids", "labeler")
+REQUIRED_FIELDS = ("query_id",)  # and one of ANSWER_FIELDS
+ANSWER_FIELDS = ("label", "ranking")
 SUFFIXES = (".jsonl", ".csv")
 
 # (1-based line number, the line's fields, or an error message for a line that could not be split)
@@ -81,25 +89,45 @@ class FileAnswer:
 
     Attributes:
         query_id: The query answered.
-        preference: The answer.
+        preference: The answer: a :class:`Preference` (``label``) or a :class:`Ranking` (``ranking``).
         line: Its 1-based line number in the file.
         left_id: The segment id the annotator saw on the left, or ``None`` when not given.
         right_id: The segment id the annotator saw on the right, or ``None`` when not given.
         labeler: Who answered, or ``None`` when the line does not say.
+        segment_ids: The query's segment ids the line names, or ``None`` when not given.
     """
 
     query_id: int
-    preference: Preference
+    preference: Answer
     line: int
     left_id: int | None = None
     right_id: int | None = None
     labeler: str | None = None
+    segment_ids: tuple[int, ...] | None = None
 
     def matches(self, query: Query) -> bool:
-        """Whether the segment ids this answer gives (if any) are those of ``query``."""
-        return (self.left_id is None or self.left_id == query.left.segment_id) and (
-            self.right_id is None or self.right_id == query.right.segment_id
-        )
+        """Whether this answer fits ``query``: its segment ids (if given) and its size."""
+        return self.mismatch(query) is None
+
+    def mismatch(self, query: Query) -> str | None:
+        """Why this answer does not fit ``query``, or ``None`` when it does."""
+        expected = tuple(segment.segment_id for segment in query.segments)
+        if (self.left_id is not None and self.left_id != expected[0]) or (
+            self.right_id is not None and self.right_id != expected[1]
+        ):
+            swapped = " (swapped?)" if (self.left_id, self.right_id) == expected[1::-1] else ""
+            return (
+                f"query {query.query_id}: left_id/right_id ({self.left_id}, {self.right_id}) "
+                f"do not match the query's segments {expected[:2]}{swapped}"
+            )
+        if self.segment_ids is not None and self.segment_ids != expected:
+            named = list(self.segment_ids)
+            return f"query {query.query_id}: segment_ids {named} are not the query's {list(expected)}"
+        try:
+            normalize_answer(self.preference, query.size)
+        except ValueError as error:
+            return f"query {query.query_id}: {error}"
+        return None
 
 
 def read_label_file(path: str | Path) -> tuple[dict[int, FileAnswer], list[LabelProblem]]:
@@ -158,8 +186,8 @@ def read_label_file(path: str | Path) -> tuple[dict[int, FileAnswer], list[Label
         elif first.preference != answer.preference:
             contradicted.add(answer.query_id)
             message = (
-                f"contradicting answers for query {answer.query_id}: '{answer.preference.value}' here, "
-                f"'{first.preference.value}' on line {first.line}"
+                f"contradicting answers for query {answer.query_id}: '{_text(answer.preference)}' here, "
+                f"'{_text(first.preference)}' on line {first.line}"
             )
             problems.append(LabelProblem(path, line, message))
         elif _content(first) != _content(answer):
@@ -184,7 +212,8 @@ def check_answers(
     Args:
         path: The labels file, named in the problems.
         answers: Parsed answers, as returned by :func:`read_label_file`.
-        queries: Queries whose answers must name the same ``left_id``/``right_id`` (when given).
+        queries: Queries whose answers must fit them: the same ``left_id``/``right_id``/``segment_ids``
+            (when given), a ranking of as many segments, a pair's label only for a pair.
         known_ids: If given, answers to query ids outside this set are reported.
 
     Returns:
@@ -194,13 +223,8 @@ def check_answers(
     problems = []
     for query in queries:
         answer = answers.get(query.query_id)
-        if answer is not None and not answer.matches(query):
-            expected = (query.left.segment_id, query.right.segment_id)
-            swapped = " (swapped?)" if (answer.left_id, answer.right_id) == expected[::-1] else ""
-            message = (
-                f"query {query.query_id}: left_id/right_id ({answer.left_id}, {answer.right_id}) "
-                f"do not match the query's segments {expected}{swapped}"
-            )
+        message = None if answer is None else answer.mismatch(query)
+        if message is not None:
             problems.append(LabelProblem(path, answer.line, message))
     if known_ids is not None:
         problems += [
@@ -240,6 +264,8 @@ def _csv_records(lines: list[str]) -> Iterable[_Record]:
             header = [cell.strip() for cell in row]
             faults = [f"unknown column {name!r}" for name in header if name not in FIELDS]
             faults += [f"missing column {name!r}" for name in REQUIRED_FIELDS if name not in header]
+            if not set(ANSWER_FIELDS) & set(header):
+                faults.append("missing column 'label' (or 'ranking')")
             faults += [f"duplicate column {name!r}" for name in FIELDS if header.count(name) > 1]
             if faults:
                 yield line, {}, f"bad header: {'; '.join(faults)} (allowed: {', '.join(FIELDS)})"
@@ -254,6 +280,11 @@ def _csv_records(lines: list[str]) -> Iterable[_Record]:
 def _parse_fields(fields: Mapping[str, object], line: int) -> tuple[FileAnswer | None, list[str]]:
     """The answer on one line, or ``None`` and every fault of the line."""
     messages = [f"missing required field '{name}'" for name in REQUIRED_FIELDS if fields.get(name) is None]
+    given = [name for name in ANSWER_FIELDS if fields.get(name) is not None]
+    if not given:
+        messages.append("missing required field 'label' (or 'ranking' for a query of more than 2 segments)")
+    elif len(given) > 1:
+        messages.append("give either 'label' or 'ranking', not both")
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         messages.append(f"unknown field(s) {', '.join(map(repr, unknown))} (allowed: {', '.join(FIELDS)})")
@@ -264,27 +295,51 @@ def _parse_fields(fields: Mapping[str, object], line: int) -> tuple[FileAnswer |
             ids[name] = _as_int(value)
             if ids[name] is None:
                 messages.append(f"{name} must be an integer, got {value!r}")
-    preference = None
-    label = fields.get("label")
+    segment_ids = _as_ids(fields.get("segment_ids"))
+    if fields.get("segment_ids") is not None and segment_ids is None:
+        messages.append(f"segment_ids must be a list of integers, got {fields['segment_ids']!r}")
+    answer: Answer | None = None
+    label, ranking = fields.get("label"), fields.get("ranking")
     if label is not None:
         try:
-            preference = Preference(str(label).strip().lower())
+            answer = Preference(str(label).strip().lower())
         except ValueError:
             messages.append(f"label must be one of left/right/equal/skip, got {label!r}")
+    elif ranking is not None:
+        try:
+            answer = Ranking.parse(ranking)  # type: ignore[arg-type]
+        except (ValueError, TypeError) as error:
+            messages.append(f"ranking: {error}")
     labeler = fields.get("labeler")
     if labeler is not None and (not isinstance(labeler, str) or not labeler.strip()):
         messages.append(f"labeler must be a non-empty string, got {labeler!r}")
     query_id = ids.get("query_id")
-    if messages or preference is None or query_id is None:
+    if messages or answer is None or query_id is None:
         return None, messages
     return FileAnswer(
         query_id=query_id,
-        preference=preference,
+        preference=answer,
         line=line,
         left_id=ids.get("left_id"),
         right_id=ids.get("right_id"),
         labeler=labeler.strip() if isinstance(labeler, str) else None,
+        segment_ids=segment_ids,
     ), []
+
+
+def _text(answer: Answer) -> str:
+    """An answer as a file writes it: ``left`` or ``[[2],[0,3],[1]]``."""
+    return answer.to_json() if isinstance(answer, Ranking) else answer.value
+
+
+def _as_ids(value: object) -> tuple[int, ...] | None:
+    """Segment ids from a JSON list or a text of ids separated by spaces (or commas); ``None`` if invalid."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, list) or not value:
+        return None
+    ids = [_as_int(item) for item in value]
+    return None if any(i is None for i in ids) else tuple(ids)  # type: ignore[misc]
 
 
 def _as_int(value: object) -> int | None:
@@ -310,6 +365,6 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _content(answer: FileAnswer) -> tuple[Preference, int | None, int | None, str | None]:
+def _content(answer: FileAnswer) -> tuple[object, ...]:
     """What two lines for one query must share to count as identical duplicates (not the line)."""
-    return (answer.preference, answer.left_id, answer.right_id, answer.labeler)
+    return (answer.preference, answer.left_id, answer.right_id, answer.labeler, answer.segment_ids)

@@ -14,7 +14,7 @@ import numpy as np
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from prefwrap.oracles.base import BaseOracle
-from prefwrap.records import Preference, Query, Segment
+from prefwrap.records import Preference, Query, Ranking, Segment
 
 # Answer codes: RIGHT/LEFT are 0/1 so that a mistake is ``1 - code``.
 _RIGHT, _LEFT, _EQUAL, _SKIP = 0, 1, 2, 3
@@ -106,6 +106,15 @@ class SyntheticOracle(BaseOracle):
        ``gamma ** (H - 1 - t)``): with ``beta = inf`` the higher one wins and an exact tie is
        ``EQUAL``; otherwise ``P(LEFT) = sigmoid(beta * (R_left - R_right) / scale)``;
     4. **mistake**: a ``LEFT``/``RIGHT`` answer is flipped with probability ``eps``.
+
+    A query of ``K > 2`` segments gets a :class:`~prefwrap.records.Ranking` from the same teacher,
+    each step generalised so that ``K = 2`` would give the same answers with the same probabilities:
+    **skip** if all ``K`` returns are below the skip threshold; **choice**: with ``beta = inf`` the
+    segments in decreasing myopic return (exact ties in one group), otherwise a Plackett-Luce draw
+    with scores ``beta * R / scale`` (sorting ``beta * R / scale`` plus Gumbel noise, which for a pair is
+    the sigmoid above); **mistake**: with probability ``eps`` the whole ranking is reversed; **equal**:
+    going down the ranking, a segment whose true return is within the equal threshold of the one
+    before it joins that one's group.
 
     Thresholds and ``scale`` are relative to the returns the oracle has seen: every segment of
     every query passed to :meth:`label` (the current batch included, before answering it) or to
@@ -247,14 +256,34 @@ class SyntheticOracle(BaseOracle):
         if segments:
             self._update(*_segment_returns(segments, self.gamma))
 
-    def label(self, queries: Sequence[Query]) -> list[Preference]:
-        """Answer each query (never ``None``); updates the statistics with this batch first."""
-        n = len(queries)
+    def label(self, queries: Sequence[Query]) -> list[Preference | Ranking]:
+        """Answer each query (never ``None``); updates the statistics with this batch first.
+
+        Pairs get a :class:`Preference`, larger queries a :class:`Ranking` or ``SKIP``.
+        """
+        if not queries:
+            return []
+        pairs = [i for i, query in enumerate(queries) if query.size == 2]
+        rankings = [i for i, query in enumerate(queries) if query.size > 2]
+        segments = [queries[i].left for i in pairs] + [queries[i].right for i in pairs]
+        segments += [segment for i in rankings for segment in queries[i].segments]
+        returns, myopic = _segment_returns(segments, self.gamma)
+        self._update(returns, myopic)
+        answers: list[Preference | Ranking] = [Preference.SKIP] * len(queries)
+        m = 2 * len(pairs)
+        for i, answer in zip(pairs, self._answer_pairs(returns[:m], myopic[:m]), strict=True):
+            answers[i] = answer
+        for i in rankings:
+            k = queries[i].size
+            answers[i] = self._rank(returns[m : m + k], myopic[m : m + k])
+            m += k
+        return answers
+
+    def _answer_pairs(self, returns: np.ndarray, myopic: np.ndarray) -> list[Preference]:
+        """Answers to ``n`` pairs from ``(2n,)`` true and myopic returns (lefts first, then rights)."""
+        n = len(returns) // 2
         if n == 0:
             return []
-        returns, myopic = _segment_returns([q.left for q in queries] + [q.right for q in queries], self.gamma)
-        self._update(returns, myopic)
-
         # Decide every query, then let equal and skip override: the same as B-Pref's order,
         # and the generator draws a fixed n numbers per stage whatever the thresholds.
         diff = myopic[:n] - myopic[n:]
@@ -272,6 +301,32 @@ class SyntheticOracle(BaseOracle):
         skip = self.effective_skip_threshold
         codes[(left < skip) & (right < skip)] = _SKIP
         return [_ANSWERS[code] for code in codes.tolist()]
+
+    def _rank(self, returns: np.ndarray, myopic: np.ndarray) -> Preference | Ranking:
+        """The ranking of one query from its ``(K,)`` true and myopic returns (see the class)."""
+        if math.isinf(self.beta):
+            order = np.argsort(-myopic, kind="stable")
+            groups: list[list[int]] = []
+            for position in order.tolist():
+                if groups and myopic[position] == myopic[groups[-1][-1]]:
+                    groups[-1].append(position)  # an exact tie, as a pair's EQUAL
+                else:
+                    groups.append([position])
+        else:
+            keys = self.beta * myopic / self.effective_beta_scale + self._rng.gumbel(size=len(myopic))
+            groups = [[position] for position in np.argsort(-keys).tolist()]
+        if self.eps > 0 and self._rng.random() < self.eps:
+            groups.reverse()
+        merged: list[list[int]] = []
+        threshold = self.effective_equal_threshold
+        for group in groups:
+            if merged and abs(returns[group[0]] - returns[merged[-1][-1]]) < threshold:
+                merged[-1].extend(group)
+            else:
+                merged.append(list(group))
+        if bool((returns < self.effective_skip_threshold).all()):
+            return Preference.SKIP
+        return Ranking(merged)
 
     def _update(self, returns: np.ndarray, myopic: np.ndarray) -> None:
         self._returns.update(returns)

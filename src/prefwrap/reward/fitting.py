@@ -1,4 +1,4 @@
-"""Fit the reward ensemble to preferences: bootstrapped members, adaptive L2, bounded time."""
+"""Fit the reward ensemble to preferences and rankings: bootstrapped members, adaptive L2, bounded time."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from prefwrap.reward.dataset import PreferenceDataset
-from prefwrap.reward.loss import preference_loss
+from prefwrap.reward.dataset import LabelTensors, PreferenceDataset
+from prefwrap.reward.loss import ranking_loss
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,10 @@ def segment_returns(
 
 
 class RewardFitter:
-    """Fits a reward ensemble with the Bradley-Terry loss, warm-started across calls.
+    """Fits a reward ensemble with the Bradley-Terry / Plackett-Luce loss, warm-started across calls.
+
+    Pairs use the Bradley-Terry loss, rankings of ``K`` segments the Plackett-Luce loss, both with
+    the same noise model (:mod:`prefwrap.reward.loss`); each label's loss is scaled by its weight.
 
     Each member trains on its own online bootstrap of the labels (see
     :class:`~prefwrap.reward.dataset.PreferenceDataset`) and is validated on the pairs it left out.
@@ -68,10 +71,10 @@ class RewardFitter:
     Args:
         model: The ensemble (``MlpRewardEnsemble`` or a CNN ensemble with the same call signature).
         learning_rate: Adam step size.
-        batch_size: Pairs per member per gradient step.
+        batch_size: Labels (pairs or rankings) per member per gradient step.
         epochs: Passes over the (bootstrapped) training labels per refit.
         max_seconds: Wall-clock bound per refit; ``None`` for no bound.
-        noise: Assumed fraction of random answers in the Bradley-Terry model.
+        noise: Assumed fraction of random answers in the Bradley-Terry / Plackett-Luce model.
         l2_coef: Initial L2 coefficient (adapted when ``adapt_l2``).
         adapt_l2: Keep validation/training loss in ``[1.1, 1.5]`` by scaling the L2 coefficient.
         seed: Seed of the bootstrap and batch sampling.
@@ -114,10 +117,11 @@ class RewardFitter:
             raise ValueError("no labels yet: answer at least one non-skipped query before fitting")
         start = time.perf_counter()
         segments = dataset.segment_tensors()
-        left, right, targets, counts = dataset.pairs()
+        labels = dataset.labels()
+        counts, n_labels = labels.counts, len(labels.sizes)
         self._set_input_statistics(segments)
-        in_bag = [np.repeat(np.arange(len(targets)), counts[:, m].numpy()) for m in range(counts.shape[1])]
-        in_bag = [index if len(index) else np.arange(len(targets)) for index in in_bag]
+        in_bag = [np.repeat(np.arange(n_labels), counts[:, m].numpy()) for m in range(counts.shape[1])]
+        in_bag = [index if len(index) else np.arange(n_labels) for index in in_bag]
         steps_per_epoch = max(1, int(np.ceil(max(len(index) for index in in_bag) / self.batch_size)))
         steps = 0
         self.model.train()
@@ -132,7 +136,7 @@ class RewardFitter:
                 )
             )  # (steps, E, B)
             for batch in batches:
-                loss = self._batch_loss(segments, (left, right, targets), batch)
+                loss = self._batch_loss(segments, labels, batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 (loss + self.l2_coef * sum((w**2).sum() for w in self._weights)).backward()
                 self.optimizer.step()
@@ -154,48 +158,70 @@ class RewardFitter:
             self.model.fit_input_statistics(observations, segments["actions"].flatten(0, 1)[valid])
 
     def _batch_loss(
-        self,
-        segments: dict[str, torch.Tensor],
-        pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        batch: torch.Tensor,
+        self, segments: dict[str, torch.Tensor], labels: LabelTensors, batch: torch.Tensor
     ) -> torch.Tensor:
-        """Mean loss over ``batch`` (``(E, B)`` pair indices, one row per member)."""
-        left_rows, right_rows, targets = pairs
-        rows = torch.stack([left_rows[batch], right_rows[batch]], dim=2).flatten(1)  # (E, 2B)
-        returns = segment_returns(
-            self.model,
-            segments["observations"][rows],
-            segments["actions"][rows],
-            segments["mask"][rows],
-            segments["absorbing"][rows],
-        ).reshape(*batch.shape, 2)
-        return preference_loss(returns[..., 0], returns[..., 1], targets[batch], self.noise).mean()
+        """Mean weighted loss over ``batch`` (``(E, B)`` label indices, one row per member).
+
+        Each query size present is evaluated on the whole batch and kept where the label has that
+        size: with pairs only this is exactly the Bradley-Terry batch loss.
+        """
+        sizes = labels.sizes[batch]
+        losses: torch.Tensor | None = None
+        for k, group in labels.groups.items():
+            here = sizes == k
+            local = torch.where(here, labels.index[batch], 0)
+            rows = group.rows[local].flatten(1)  # (E, B * K)
+            returns = segment_returns(
+                self.model,
+                segments["observations"][rows],
+                segments["actions"][rows],
+                segments["mask"][rows],
+                segments["absorbing"][rows],
+            ).reshape(*batch.shape, k)
+            loss = ranking_loss(returns, group.targets[local], self.noise)  # (E, B)
+            if bool(here.all()):
+                losses = loss
+            else:
+                losses = torch.where(here, loss, torch.zeros_like(loss) if losses is None else losses)
+        return (losses * labels.weights[batch]).mean()
 
     @torch.no_grad()
     def evaluate(self, dataset: PreferenceDataset) -> tuple[float, float, float]:
         """``(train_loss, validation_loss, validation_accuracy)`` of the current ensemble.
 
-        Each member is scored on its own bootstrap: training loss over its in-bag pairs (weighted by
-        their counts), validation loss and accuracy over its held-out pairs (accuracy ignores pairs
-        labelled equal). A member with no held-out pair adds nothing; no held-out pair at all gives nan.
+        Each member is scored on its own bootstrap: training loss over its in-bag labels (weighted by
+        their counts and loss weights), validation loss over its held-out labels (weighted by their
+        loss weights) and accuracy over the strictly ordered pairs within its held-out labels (a pair
+        label is one such pair unless equal; a ranking of ``K`` segments holds up to ``K(K-1)/2``).
+        A member with no held-out label adds nothing; no held-out label at all gives nan.
         """
         self.model.eval()
         segments = dataset.segment_tensors()
-        left, right, targets, counts = dataset.pairs()
+        labels = dataset.labels()
         returns = segment_returns(
             self.model, segments["observations"], segments["actions"], segments["mask"], segments["absorbing"]
-        )
+        )  # (E, S)
         self.model.train()
-        losses = preference_loss(returns[:, left], returns[:, right], targets, self.noise)  # (E, P)
-        weights = counts.T.float()  # (E, P)
-        held_out = weights == 0
+        losses = torch.zeros(returns.shape[0], len(labels.sizes))  # (E, L)
+        correct = []
+        for k, group in labels.groups.items():
+            at = torch.nonzero(labels.sizes == k).squeeze(1)
+            query_returns = returns[:, group.rows]  # (E, L_K, K)
+            losses[:, at] = ranking_loss(query_returns, group.targets, self.noise)
+            first, second = torch.triu_indices(k, k, offset=1)
+            rank_gap = group.ranks[:, first] - group.ranks[:, second]  # (L_K, pairs): < 0: first better
+            agrees = (query_returns[..., first] > query_returns[..., second]) == (rank_gap < 0)
+            held = (labels.counts[at].T == 0)[..., None] & (rank_gap != 0)  # (E, L_K, pairs)
+            correct.append(agrees[held])
+        weights = labels.counts.T.float() * labels.weights  # (E, L)
+        held_out = labels.counts.T == 0
         train_loss = ((losses * weights).sum() / weights.sum().clamp_min(1)).item()
         if not held_out.any():
             return train_loss, float("nan"), float("nan")
-        validation_loss = losses[held_out].mean().item()
-        correct = (returns[:, left] > returns[:, right]) == (targets > 0.5)
-        decided = held_out & (targets != 0.5)
-        accuracy = correct[decided].float().mean().item() if decided.any() else float("nan")
+        held_weights = labels.weights.expand_as(losses)[held_out]
+        validation_loss = ((losses[held_out] * held_weights).sum() / held_weights.sum()).item()
+        agreed = torch.cat(correct)
+        accuracy = agreed.float().mean().item() if len(agreed) else float("nan")
         return train_loss, validation_loss, accuracy
 
     def _adapt_l2(self, ratio: float) -> None:

@@ -38,7 +38,8 @@ _COLUMNS = {  # table -> (columns, key): every column, the key first
     ),
     "segment_frames": ("segment_id, frames", "segment_id"),
     "queries": ("query_id, left_id, right_id, created_at", "query_id"),
-    "labels": ("seq, query_id, preference, labeler, created_at", "seq"),
+    "query_segments": ("query_id, position, segment_id", "query_id, position"),
+    "labels": ("seq, query_id, preference, labeler, created_at, ranking", "seq"),
 }
 _PAGE = 64  # rows per read: segments with frames can be megabytes each
 
@@ -136,12 +137,13 @@ def _read_table(
 ) -> tuple[int, str]:
     """Read ``table`` page by page in key order, hashing every row and passing it to ``each_row``."""
     columns, key = _COLUMNS[table]
+    width = key.count(",") + 1  # a composite key pages by row value: (query_id, position) > (?, ?)
     digest, n_rows, last = hashlib.sha256(), 0, None
     while True:
-        where = "" if last is None else f"WHERE {key} > ? "
+        where = "" if last is None else f"WHERE ({key}) > ({', '.join('?' * width)}) "
         rows = db.execute(
             f"SELECT {columns} FROM {table} {where}ORDER BY {key} LIMIT {_PAGE}",
-            () if last is None else (last,),
+            () if last is None else last,
         ).fetchall()
         for row in rows:
             row = tuple(row)
@@ -151,7 +153,7 @@ def _read_table(
         n_rows += len(rows)
         if len(rows) < _PAGE:
             return n_rows, digest.hexdigest()
-        last = rows[-1][0]
+        last = tuple(rows[-1][:width])
 
 
 def _hash_row(digest: Any, row: tuple[object, ...]) -> None:

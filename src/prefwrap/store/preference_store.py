@@ -15,11 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from prefwrap.records import Label, Preference, Query, Segment
+from prefwrap.records import Answer, Label, Preference, Query, Ranking, Segment
 from prefwrap.store import schema
-from prefwrap.store.codec import SegmentRow, decode_array, decode_frames, encode_segment
+from prefwrap.store.codec import decode_array, decode_frames, encode_segment
 from prefwrap.store.database import Database, open_database
-from prefwrap.store.errors import AlreadyLabeledError, StoreError, UnknownQueryError, UnknownSegmentError
+from prefwrap.store.errors import StoreError, UnknownQueryError, UnknownSegmentError
+from prefwrap.store.writes import insert_label, insert_queries, insert_segment, segment_ids
 
 __all__ = ["PreferenceStore"]
 
@@ -97,7 +98,7 @@ class PreferenceStore:
         rows = [encode_segment(segment) for segment in segments]  # validate before writing
         with self._write() as db:
             for row in rows:
-                _insert_segment(db, row)
+                insert_segment(db, row)
 
     def segment(self, segment_id: int, *, with_frames: bool = True) -> Segment:
         """Load one segment.
@@ -147,7 +148,8 @@ class PreferenceStore:
     def add_queries(self, queries: Sequence[Query]) -> None:
         """Store queries (pending) and any of their segments not stored yet, in one transaction.
 
-        Re-adding a stored ``query_id`` with the same two segments is a no-op.
+        Re-adding a stored ``query_id`` with the same segments is a no-op. The segments of a query of
+        more than two are also listed in ``query_segments`` (schema version 4).
 
         Raises:
             ValueError: As :meth:`add_segments`, or a stored query with the same id compares other
@@ -155,38 +157,32 @@ class PreferenceStore:
             TypeError: As :meth:`add_segments`, or a ``query_id`` is not an integer.
             StoreError: The store is closed.
         """
-        rows = []
-        seen: dict[int, Segment] = {}
-        for query in queries:
-            for segment in (query.left, query.right):
-                if seen.get(segment.segment_id) is not segment:  # encode each segment object once
-                    seen[segment.segment_id] = segment
-                    rows.append(encode_segment(segment))
-        now = time.time()
         with self._write() as db:
-            for row in rows:
-                _insert_segment(db, row)
-            for query in queries:
-                query_id = operator.index(query.query_id)
-                pair = (int(query.left.segment_id), int(query.right.segment_id))
-                inserted = db.execute(
-                    "INSERT INTO queries (query_id, left_id, right_id, created_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (query_id) DO NOTHING",
-                    (query_id, *pair, now),
-                ).rowcount
-                stored = (
-                    None
-                    if inserted
-                    else db.fetchone("SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,))
-                )
-                if stored is not None and stored != pair:
-                    raise ValueError(
-                        f"query {query_id} is already stored comparing segments {tuple(stored)}, "
-                        f"not {pair}; query ids must be unique within a run (see next_query_id())"
-                    )
+            insert_queries(db, queries)
+
+    def add_answered_queries(self, queries: Sequence[Query], answers: Sequence[Answer], labeler: str) -> None:
+        """Store queries with their answers in one transaction: never seen pending by another process.
+
+        For answers that need no person (demonstrations): a labeling UI polling
+        :meth:`pending_queries` can never show one of these queries.
+
+        Raises:
+            ValueError: As :meth:`add_queries` and :meth:`add_label`, or ``answers`` is not one per query.
+            AlreadyLabeledError: A query is labeled already.
+            TypeError: As :meth:`add_queries`.
+            StoreError: The store is closed.
+        """
+        if len(answers) != len(queries):
+            raise ValueError(f"{len(answers)} answers for {len(queries)} queries: give one per query")
+        created_at = time.time()
+        with self._write() as db:
+            insert_queries(db, queries)
+            db.lock_labels()
+            for query, answer in zip(queries, answers, strict=True):
+                insert_label(db, self._where, operator.index(query.query_id), answer, labeler, created_at)
 
     def query(self, query_id: int, *, with_frames: bool = True) -> Query:
-        """Load one query with both segments (frames too unless ``with_frames=False``).
+        """Load one query with all its segments (frames too unless ``with_frames=False``).
 
         Raises:
             UnknownQueryError: No query with this id (a ``KeyError``).
@@ -197,9 +193,12 @@ class PreferenceStore:
         row = self._fetch_one("SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,))
         if row is None:
             raise UnknownQueryError(f"query {query_id} is not in the preference store {self._where}")
-        left = self.segment(row[0], with_frames=with_frames)
-        right = left if row[1] == row[0] else self.segment(row[1], with_frames=with_frames)
-        return Query(query_id, left, right)
+        ids = segment_ids(self._database(), query_id, tuple(row))
+        loaded: dict[int, Segment] = {}
+        for segment_id in ids:
+            if segment_id not in loaded:
+                loaded[segment_id] = self.segment(segment_id, with_frames=with_frames)
+        return Query.of(query_id, [loaded[i] for i in ids])
 
     def pending_queries(self, *, with_frames: bool = True) -> list[Query]:
         """Queries that have no label yet, oldest (lowest ``query_id``) first.
@@ -227,12 +226,15 @@ class PreferenceStore:
 
     # ------------------------------------------------------------------ labels
 
-    def add_label(self, query_id: int, preference: Preference, labeler: str) -> Label:
+    def add_label(self, query_id: int, preference: Answer, labeler: str) -> Label:
         """Record the answer to a pending query; it is committed to disk before this returns.
 
         Args:
             query_id: A stored, not yet labeled query.
-            preference: The answer (``SKIP`` is stored too: the query is answered, not pending).
+            preference: The answer: a :class:`~prefwrap.records.Preference` (or its value) for a pair,
+                a :class:`~prefwrap.records.Ranking` of the query's segments, or ``SKIP`` for any query
+                (stored too: the query is answered, not pending). A ranking of a pair is stored as the
+                preference it means.
             labeler: Who answered, e.g. ``"human:alice"`` or ``"synthetic"``.
 
         Returns:
@@ -241,35 +243,20 @@ class PreferenceStore:
         Raises:
             UnknownQueryError: The query is not in the store (a ``ValueError``).
             AlreadyLabeledError: The query is labeled already (labels are never overwritten).
-            ValueError: ``preference`` is not a :class:`~prefwrap.records.Preference` (or its value).
+            ValueError: ``preference`` is no answer to this query: not a Preference (or its value) or a
+                Ranking, ``LEFT``/``RIGHT``/``EQUAL`` for more than two segments, or a ranking of
+                another number of segments.
             TypeError: ``query_id`` is not an integer, or ``labeler`` is not a str.
             StoreError: The store is closed.
         """
         query_id = operator.index(query_id)
-        preference = Preference(preference)
-        if not isinstance(labeler, str):
-            raise TypeError(f"labeler must be a str, got {type(labeler).__name__}")
         created_at = time.time()
         with self._write() as db:
             # Before any read: other label writers queue here until this transaction commits, so the
             # checks below and MAX(seq) + 1 are race-free across processes (SQLite: BEGIN IMMEDIATE
             # holds the file's write lock already; PostgreSQL: LOCK TABLE labels).
             db.lock_labels()
-            pair = db.fetchone("SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,))
-            if pair is None:
-                raise UnknownQueryError(f"cannot label query {query_id}: it is not in {self._where}")
-            existing = db.fetchone("SELECT preference, labeler FROM labels WHERE query_id = ?", (query_id,))
-            if existing is not None:
-                raise AlreadyLabeledError(
-                    f"query {query_id} is already labeled ({existing[0]!r} by {existing[1]!r}); "
-                    "labels are never overwritten"
-                )
-            db.execute(
-                "INSERT INTO labels (seq, query_id, preference, labeler, created_at) "
-                "VALUES ((SELECT COALESCE(MAX(seq) + 1, 0) FROM labels), ?, ?, ?, ?)",
-                (query_id, preference.value, labeler, created_at),
-            )
-        return Label(query_id, pair[0], pair[1], preference, labeler, created_at)
+            return insert_label(db, self._where, query_id, preference, labeler, created_at)
 
     def has_label(self, query_id: int) -> bool:
         """Whether query ``query_id`` has been answered (a skip counts); ``False`` for an unknown id.
@@ -289,6 +276,9 @@ class PreferenceStore:
         ``store.labels(after=n)`` equals ``store.labels()[n:]`` but reads only the new rows, so a
         trainer can poll for labels written by another process cheaply.
 
+        A label's ``segment_ids`` lists all its query's segments when it is a ranking; a skipped query
+        of more than two segments gives its first two (call :meth:`query` for the rest).
+
         Raises:
             ValueError: ``after`` is negative.
             TypeError: ``after`` is not an integer.
@@ -297,14 +287,31 @@ class PreferenceStore:
         after = operator.index(after)
         if after < 0:
             raise ValueError(f"after must be >= 0 (the number of labels already seen), got {after}")
-        rows = self._database().execute(
-            "SELECT l.query_id, q.left_id, q.right_id, l.preference, l.labeler, l.created_at "
+        db = self._database()
+        rows = db.execute(
+            "SELECT l.query_id, q.left_id, q.right_id, l.preference, l.labeler, l.created_at, l.ranking "
             "FROM labels AS l JOIN queries AS q ON q.query_id = l.query_id WHERE l.seq >= ? ORDER BY l.seq",
             (after,),
-        )
+        ).fetchall()
+        more: dict[int, list[int]] = {}  # segments of the queries of more than two, read at once
+        if any(row[6] is not None for row in rows):  # ranked answers (a skip of K > 2 reads as a pair's)
+            for query_id, segment_id in db.execute(
+                "SELECT s.query_id, s.segment_id FROM query_segments AS s JOIN labels AS l "
+                "ON l.query_id = s.query_id WHERE l.seq >= ? ORDER BY s.query_id, s.position",
+                (after,),
+            ):
+                more.setdefault(query_id, []).append(segment_id)
         return [
-            Label(query_id, left_id, right_id, Preference(value), labeler, created_at)
-            for query_id, left_id, right_id, value, labeler, created_at in rows
+            Label(
+                query_id,
+                left_id,
+                right_id,
+                Preference(value) if ranking is None else Ranking.parse(ranking),
+                labeler,
+                created_at,
+                tuple(more.get(query_id, (left_id, right_id))),
+            )
+            for query_id, left_id, right_id, value, labeler, created_at, ranking in rows
         ]
 
     def n_labels(self) -> int:
@@ -394,36 +401,3 @@ class PreferenceStore:
         db = self._database()
         with db.transaction():
             yield db
-
-
-def _insert_segment(db: Database, row: SegmentRow) -> None:
-    """Insert one encoded segment, or check that the stored one with its id is the same.
-
-    ``ON CONFLICT DO NOTHING`` rather than look-then-insert: on PostgreSQL two processes adding the
-    same segment at once both succeed (the second waits for the first and inserts nothing).
-
-    Raises:
-        ValueError: A stored segment with this id has different content.
-    """
-    inserted = db.execute(
-        "INSERT INTO segments (segment_id, length, env_index, timestep, observations, actions, "
-        "true_rewards, terminated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (segment_id) DO NOTHING",
-        (row.segment_id, *row.core),
-    ).rowcount
-    if inserted:
-        if row.frames is not None:
-            db.execute(
-                "INSERT INTO segment_frames (segment_id, frames) VALUES (?, ?)", (row.segment_id, row.frames)
-            )
-        return
-    stored = db.fetchone(
-        "SELECT length, env_index, timestep, observations, actions, true_rewards, terminated "
-        "FROM segments WHERE segment_id = ?",
-        (row.segment_id,),
-    )
-    if stored != row.core:
-        # Frames are not compared: a caller may drop them from memory once they were stored.
-        raise ValueError(
-            f"segment {row.segment_id} is already stored with different content; segment ids must "
-            "be unique within a run (when resuming, continue from next_segment_id())"
-        )

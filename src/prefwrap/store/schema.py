@@ -1,4 +1,4 @@
-"""The store's tables (schema version 3) in either engine, and the check or migration when opening one.
+"""The store's tables (schema version 4) in either engine, and the check or migration when opening one.
 
 The schema is part of the public interface (``docs/store.md``): other tools read the tables directly,
 so a change here needs a new :data:`SCHEMA_VERSION`, a migration in :func:`create_or_check` and a
@@ -15,7 +15,7 @@ from prefwrap.store.sqlite_database import MEMORY
 
 __all__ = ["MEMORY", "SCHEMA_VERSION", "TABLES", "create_or_check"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -42,15 +42,31 @@ CREATE TABLE queries (
     right_id {int} NOT NULL REFERENCES segments (segment_id),
     created_at {real} NOT NULL
 );
-CREATE TABLE labels (
+"""
+# version 4: every segment of a query of more than two, by its position in the query
+_QUERY_SEGMENTS = """
+CREATE TABLE query_segments (
+    query_id {int} NOT NULL REFERENCES queries (query_id),
+    position {int} NOT NULL CHECK (position >= 0 AND position < 6),
+    segment_id {int} NOT NULL REFERENCES segments (segment_id),
+    PRIMARY KEY (query_id, position)
+)
+"""
+# version 4: 'ranked' answers, with the ranking as JSON (docs/store.md); written once for creation
+# and for the migration of older stores, which rebuilds the table under another name first
+_LABELS = """
+CREATE TABLE {labels} (
     seq {int} PRIMARY KEY,
     query_id {int} NOT NULL UNIQUE REFERENCES queries (query_id),
-    preference TEXT NOT NULL CHECK (preference IN ('left', 'right', 'equal', 'skip')),
+    preference TEXT NOT NULL CHECK (preference IN ('left', 'right', 'equal', 'skip', 'ranked')),
     labeler TEXT NOT NULL,
-    created_at {real} NOT NULL
-);
+    created_at {real} NOT NULL,
+    ranking TEXT CHECK ((preference = 'ranked') = (ranking IS NOT NULL))
+)
 """
-TABLES = ("meta", "segments", "segment_frames", "queries", "labels")  # in the order rows may be copied
+# in the order rows may be copied
+TABLES = ("meta", "segments", "segment_frames", "queries", "query_segments", "labels")
+_TABLES_V3 = ("meta", "segments", "segment_frames", "queries", "labels")
 
 
 def create_or_check(db: Database) -> None:
@@ -74,6 +90,8 @@ def _create_or_check(db: Database) -> None:
         for statement in _SCHEMA.format(**db.types).split(";"):
             if statement.strip():
                 db.execute(statement)
+        db.execute(_QUERY_SEGMENTS.format(**db.types))
+        db.execute(_LABELS.format(labels="labels", **db.types))
         db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         return
     if "meta" not in tables:
@@ -90,10 +108,11 @@ def _create_or_check(db: Database) -> None:
             f"{where} has store schema version {int(version)}, but this prefwrap reads only "
             f"version {SCHEMA_VERSION} or older; upgrade prefwrap to open it"
         )
-    if int(version) < 1 or not tables >= set(TABLES):
+    expected = TABLES if int(version) >= 4 else _TABLES_V3
+    if int(version) < 1 or not tables >= set(expected):
         raise StoreError(
             f"{where} claims schema version {version} but its tables are {sorted(tables)}; "
-            f"expected {sorted(TABLES)}"
+            f"expected {sorted(expected)}"
         )
     # version 2 only compresses new frames (version 1's raw .npy stay readable); version 3 records
     # which segments end in a termination (older segments were all stored as not terminated)
@@ -102,5 +121,27 @@ def _create_or_check(db: Database) -> None:
             f"ALTER TABLE segments ADD COLUMN terminated {db.types['int']} NOT NULL DEFAULT 0 "
             "CHECK (terminated IN (0, 1))"
         )
+    if int(version) < 4:
+        _migrate_to_rankings(db, tables)
     if int(version) < SCHEMA_VERSION:
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _migrate_to_rankings(db: Database, tables: set[str]) -> None:
+    """Version 3 to 4: add ``query_segments`` and rebuild ``labels`` with ``'ranked'`` and ``ranking``.
+
+    A CHECK constraint cannot be altered in SQLite, so ``labels`` is copied into a new table (rows,
+    ``seq`` and timestamps unchanged, ``ranking`` NULL) that then takes its name; the same statements
+    run on PostgreSQL (where the new table's index names keep the ``labels_v4`` prefix).
+    """
+    if "query_segments" not in tables:
+        db.execute(_QUERY_SEGMENTS.format(**db.types))
+    if "ranking" in db.columns("labels"):
+        return
+    db.execute(_LABELS.format(labels="labels_v4", **db.types))
+    db.execute(
+        "INSERT INTO labels_v4 (seq, query_id, preference, labeler, created_at) "
+        "SELECT seq, query_id, preference, labeler, created_at FROM labels"
+    )
+    db.execute("DROP TABLE labels")
+    db.execute("ALTER TABLE labels_v4 RENAME TO labels")

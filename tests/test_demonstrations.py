@@ -1,0 +1,119 @@
+"""Demonstrations: safe loading of both file layouts, segments, and "demo ≻ policy" labels in a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from prefwrap.demonstrations import (
+    DEMO_LABELER,
+    DemonstrationPreferences,
+    Trajectory,
+    demonstration_segments,
+    load_demonstrations,
+    save_demonstrations,
+)
+from prefwrap.encoding import InputEncoder
+from prefwrap.records import Preference
+from prefwrap.store import PreferenceStore
+
+
+def episode(length: int, offset: float = 0.0) -> Trajectory:
+    observations = np.arange(length * 3, dtype=np.float32).reshape(length, 3) + offset
+    return Trajectory(observations, np.ones((length, 1), np.float32), np.full(length, -1.0, np.float32))
+
+
+def test_both_layouts_load_the_same_episodes(tmp_path: Path) -> None:
+    per_episode = tmp_path / "a.npz"
+    save_demonstrations(per_episode, [episode(5), episode(3, 100.0)])
+    flat = tmp_path / "b.npz"
+    np.savez(
+        flat,
+        observations=np.concatenate([episode(5).observations, episode(3, 100.0).observations]),
+        actions=np.ones((8, 1), np.float32),
+        rewards=np.full(8, -1.0),
+        episode_starts=np.array([1, 0, 0, 0, 0, 1, 0, 0], bool),
+    )
+    for path in (per_episode, flat):
+        loaded = load_demonstrations(path)
+        assert [len(t.observations) for t in loaded] == [5, 3]
+        np.testing.assert_array_equal(loaded[1].observations, episode(3, 100.0).observations)
+        assert loaded[0].rewards is not None and loaded[0].rewards.sum() == -5
+
+
+def test_unsafe_or_malformed_files_are_refused(tmp_path: Path) -> None:
+    pickled = tmp_path / "p.npz"
+    np.savez(pickled, obs_0=np.array([{"x": 1}], dtype=object), acts_0=np.zeros((1, 1)))
+    with pytest.raises(ValueError, match="never unpickled"):
+        load_demonstrations(pickled)
+    wrong = tmp_path / "w.npz"
+    np.savez(wrong, states=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="expected obs_0, acts_0"):
+        load_demonstrations(wrong)
+    uneven = tmp_path / "u.npz"
+    np.savez(uneven, obs_0=np.zeros((3, 2)), acts_0=np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="episode 0 has arrays of lengths"):
+        load_demonstrations(uneven)
+
+
+def test_episodes_are_cut_into_full_segments() -> None:
+    encoder = InputEncoder(spaces.Box(-1e6, 1e6, (3,)), spaces.Box(-0.5, 0.5, (1,)))
+    segments = demonstration_segments(
+        [episode(70), episode(10)], encoder, segment_length=30, first_segment_id=50
+    )
+    assert [s.segment_id for s in segments] == [50, 51, 52]
+    assert [s.length for s in segments] == [30, 30, 10]  # 70 = 30 + 30 (+ 10 dropped); 10: one padded
+    assert segments[0].actions.max() == 0.5  # encoded as the reward model sees actions: clipped
+    assert segments[2].observations.shape == (30, 3) and not segments[2].terminated
+    assert segments[1].true_return == -30 and segments[0].env_index == -1
+    with pytest.raises(ValueError, match=r"demo_weight must be in \(0, 1\]"):
+        DemonstrationPreferences(segments, weight=1.5, pairs_per_round=1)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_demonstrations_become_weighted_stored_labels(tmp_path: Path) -> None:
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=0)
+    observations, actions = [], []
+    for _ in range(90):
+        action = np.array([np.clip(-2.0 * obs[2], -2, 2)], np.float32)
+        observations.append(obs)
+        actions.append(action)
+        obs, *_ = env.step(action)
+    demos = tmp_path / "demos.npz"
+    save_demonstrations(demos, [Trajectory(np.array(observations), np.array(actions))])
+    venv = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0))
+    store = tmp_path / "prefs.db"
+    callback = PreferenceCallback(
+        venv,
+        SyntheticOracle(),
+        20,
+        min_segments=8,
+        store=store,
+        demonstrations=demos,
+        seed=0,
+        demo_pairs_per_round=4,
+    )
+    PPO("MlpPolicy", venv, n_steps=256, seed=0).learn(2048, callback=callback)
+    learner = callback.learner
+    assert learner.n_labels == 20 and learner.n_demo_labels > 0  # the budget counts the oracle only
+    weights = learner.dataset.labels().weights
+    assert (
+        sorted(set(weights.tolist())) == [0.5, 1.0] and int((weights == 0.5).sum()) == learner.n_demo_labels
+    )
+    with PreferenceStore(store) as opened:
+        demo_labels = [label for label in opened.labels() if label.labeler == DEMO_LABELER]
+        assert len(demo_labels) == learner.n_demo_labels
+        assert all(label.preference is Preference.LEFT for label in demo_labels)
+        assert opened.segment(demo_labels[0].left_id).env_index == -1
+    resumed = PreferenceCallback(venv, SyntheticOracle(), 20, store=store, seed=1)
+    assert resumed.learner.n_labels == 20 and resumed.learner.n_demo_labels == learner.n_demo_labels
