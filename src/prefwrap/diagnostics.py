@@ -20,8 +20,9 @@ import torch
 
 DISAGREEMENT_WARNING = 2.0
 """``pref/disagreement_ratio`` above which the run warns and queries focus on recent segments."""
-CORRELATION_WARNING = 0.0
-"""``pref/learned_true_corr`` below which the run warns (needs :data:`MIN_EPISODES` episodes)."""
+CORRELATION_WARNING = -0.2
+"""``pref/learned_true_corr`` below which the run warns (needs :data:`MIN_EPISODES` episodes; a slightly
+negative value is noise while the true returns barely vary)."""
 MIN_EPISODES = 10
 
 

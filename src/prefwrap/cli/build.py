@@ -222,6 +222,13 @@ def learner_kwargs(config: TrainConfig) -> dict[str, Any]:
         except (TypeError, ValueError) as error:
             raise UsageError(f"--learner: {error}") from None
     kwargs.setdefault("seed", config.seed)
+    if config.query_size > 6:
+        raise UsageError(f"--query-size must be 2 to 6, got {config.query_size}")
+    kwargs["query_size"] = config.query_size
+    if config.demos:
+        if not Path(config.demos).is_file():
+            raise UsageError(f"--demos {config.demos}: no such file (an .npz of expert episodes)")
+        kwargs["demonstrations"] = config.demos
     return kwargs
 
 

@@ -34,14 +34,21 @@ EVAL_SEED_OFFSET = 20_000
 def validation_pairs(dataset: PreferenceDataset) -> int:
     """Held-out decided pairs per ensemble member (mean over members): the size behind val. accuracy.
 
-    Each member trains on a bootstrap of the labels; the pairs it never draws (count 0) and that are
-    not "equal" are its validation set (:meth:`~prefwrap.reward.fitting.RewardFitter.evaluate`).
+    Each member trains on a bootstrap of the labels; the labels it never draws (count 0) are its
+    validation set, and each counts the strictly ordered pairs of its answer (1 for a decided pair,
+    0 for "equal", up to K(K-1)/2 for a ranking of K), as
+    :meth:`~prefwrap.reward.fitting.RewardFitter.evaluate` scores them.
     """
-    _, _, targets, counts = dataset.pairs()
-    if len(targets) == 0:
+    if len(dataset) == 0:
         return 0
-    decided = (targets != 0.5).numpy()[:, None]
-    held_out = (counts.numpy() == 0) & decided  # (P, E)
+    labels = dataset.labels()
+    decided = np.zeros(len(labels.sizes))
+    for size, group in labels.groups.items():
+        ranks = group.ranks.numpy()  # (L_K, K): each position's group, 0 = best
+        ordered = (ranks[:, :, None] != ranks[:, None, :]).sum(axis=(1, 2)) / 2
+        rows = np.flatnonzero(labels.sizes.numpy() == size)
+        decided[rows] = ordered[labels.index.numpy()[rows]]
+    held_out = (labels.counts.numpy() == 0) * decided[:, None]  # (L, E)
     return round(float(held_out.sum(axis=0).mean()))
 
 

@@ -229,6 +229,20 @@ class TrainConfig:
         metavar="PATH",
         help="start the policy from this Stable-Baselines3 zip (same algorithm and spaces)",
     )
+    query_size: int = option(
+        2,
+        on_resume="fixed",
+        minimum=2,
+        type=int,
+        metavar="K",
+        help="segments per query: 2 = pairs (the paper), 3-6 = the oracle ranks K clips [2]",
+    )
+    demos: str | None = option(
+        None,
+        on_resume="resumable",
+        metavar="FILE",
+        help="expert demonstrations (.npz, docs/concepts.md#demonstrations) turned into preferences",
+    )
     learner: list[str] = option(  # noqa: RUF009 -- option() is a dataclasses.field(default_factory=list)
         on_resume="resumable",
         default_factory=list,
