@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import make_go_right
 from stable_baselines3.common.env_util import make_vec_env
 
@@ -361,3 +362,21 @@ def test_constructor_validation() -> None:
 
     with pytest.raises(ValueError, match="record_frames=True"):
         PreferenceLearner(wrapper, FrameOracle(), 10)
+
+
+def test_state_dict_round_trips_through_a_weights_only_file(tmp_path: Path) -> None:
+    path = tmp_path / "prefs.sqlite"
+    wrapper = recorded_wrapper(60)
+    first = make_learner(wrapper, total_labels=20, store=path)
+    first.collect_labels(0, TOTAL_STEPS)
+    first.refit()
+    torch.save(first.state_dict(), tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)  # safe loading: plain types only
+    resumed = make_learner(wrapper, total_labels=20, store=path)  # re-reads the stored labels
+    assert resumed.needs_refit  # without the state, it would fit again on labels already fitted
+    resumed.load_state_dict(state)
+    assert not resumed.needs_refit
+    assert resumed.fitter.l2_coef == first.fitter.l2_coef
+    assert resumed.last_fit == first.last_fit
+    np.testing.assert_array_equal(np.stack(resumed.dataset._counts), np.stack(first.dataset._counts))
+    assert resumed.dataset._rng.bit_generator.state == first.dataset._rng.bit_generator.state

@@ -10,9 +10,11 @@ labelling UI in another terminal) are picked up the same way.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -419,6 +421,31 @@ class PreferenceLearner:
         device = self.wrapper.learned_reward.device
         inputs = (tensors[key].to(device) for key in ("observations", "actions", "mask", "absorbing"))
         return segment_returns(model, *inputs).cpu()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything besides the store and the reward weights that a resumed run needs to ask and
+        fit as the uninterrupted run would: the fitter's and dataset's state, the generators, and how
+        many of the stored labels the reward was last fitted on (plain types and tensors)."""
+        return {
+            "fitter": self.fitter.state_dict(),
+            "dataset": self.dataset.state_dict(),
+            "rng": self._rng.bit_generator.state,
+            "fitted_labels": self._labels_read - self._labels_since_fit,
+            "last_fit": dataclasses.asdict(self.last_fit) if self.last_fit else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a learner built on the same store (its labels re-read):
+        labels the reward was already fitted on are not fitted on again.
+
+        Raises:
+            ValueError: The state holds more labels than the store gave back.
+        """
+        self.fitter.load_state_dict(state["fitter"])
+        self.dataset.load_state_dict(state["dataset"])
+        self._rng.bit_generator.state = state["rng"]
+        self._labels_since_fit = max(0, self._labels_read - int(state["fitted_labels"]))
+        self.last_fit = FitReport(**state["last_fit"]) if state["last_fit"] else None
 
     def log_to(self, record: Callable[[str, float], None]) -> None:
         """Record the learner's state with an SB3-style ``record(key, value)`` function under ``pref/``."""

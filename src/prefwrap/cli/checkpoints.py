@@ -33,26 +33,19 @@ def fitting_state(learner: PreferenceLearner) -> dict[str, Any]:
     """What a resumed run needs to fit the reward as the uninterrupted run would, and the training
     return windows (so the training curve does not restart at a resume)."""
     wrapper = learner.wrapper
-    state: dict[str, Any] = {
-        "l2_coef": float(learner.fitter.l2_coef),
-        "optimizer": learner.fitter.optimizer.state_dict(),
+    return {
+        "learner": learner.state_dict(),
         "episode_true_returns": [float(r) for r in wrapper.episode_true_returns],
         "episode_learned_returns": [float(r) for r in wrapper.episode_learned_returns],
     }
-    if hasattr(learner, "state_dict"):  # the full state (bootstrap, generators), where the core offers it
-        state["learner"] = learner.state_dict()
-    return state
 
 
 def restore_fitting_state(learner: PreferenceLearner, run: RunDir) -> bool:
     """Load ``fitting_state.pt`` into ``learner``; ``False`` if the run has none (older runs)."""
     if not run.fitting_state.is_file():
         return False
-    state = torch.load(run.fitting_state, map_location="cpu", weights_only=False)
-    if "learner" in state and hasattr(learner, "load_state_dict"):
-        learner.load_state_dict(state["learner"])
-    learner.fitter.l2_coef = float(state["l2_coef"])
-    learner.fitter.optimizer.load_state_dict(state["optimizer"])
+    state = torch.load(run.fitting_state, map_location="cpu", weights_only=True)
+    learner.load_state_dict(state["learner"])
     wrapper = learner.wrapper
     wrapper.episode_true_returns.extend(state["episode_true_returns"])
     wrapper.episode_learned_returns.extend(state["episode_learned_returns"])

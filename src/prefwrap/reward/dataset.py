@@ -13,6 +13,7 @@ from the ensemble as a whole. Counts are fixed at insertion, so the split is sta
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,6 +89,25 @@ class PreferenceDataset:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Bootstrap counts ``(L, E)`` and the generator that draws new ones (plain types).
+
+        The labels themselves come back from the store on resume, in the same order."""
+        return {"counts": [c.tolist() for c in self._counts], "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Give the labels already re-read from the store their saved bootstrap counts.
+
+        Raises:
+            ValueError: ``state`` holds counts for more labels than the dataset has.
+        """
+        counts = state["counts"]
+        if len(counts) > len(self._counts):
+            raise ValueError(f"the saved state has {len(counts)} labels, the dataset {len(self._counts)}")
+        self._counts[: len(counts)] = [np.asarray(c, dtype=self._counts[0].dtype) for c in counts]
+        self._rng.bit_generator.state = state["rng"]
+        self._labels = None
 
     def add(self, query: Query, answer: Answer, weight: float = 1.0) -> None:
         """Add one answered query (a skipped one is ignored).

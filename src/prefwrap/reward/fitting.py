@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -223,6 +224,26 @@ class RewardFitter:
         agreed = torch.cat(correct)
         accuracy = agreed.float().mean().item() if len(agreed) else float("nan")
         return train_loss, validation_loss, accuracy
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitting state a resumed run needs to go on as if never stopped: the adaptive L2
+        coefficient, Adam's moments and the batch-sampling generator (plain types and tensors, so
+        ``torch.load(..., weights_only=True)`` reads it back)."""
+        return {
+            "l2_coef": self.l2_coef,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (the model's weights are loaded separately).
+
+        Raises:
+            KeyError: ``state`` lacks a key :meth:`state_dict` writes.
+        """
+        self.l2_coef = float(state["l2_coef"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._rng.bit_generator.state = state["rng"]
 
     def _adapt_l2(self, ratio: float) -> None:
         low, high = self.L2_RATIO_RANGE
