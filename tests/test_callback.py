@@ -336,3 +336,18 @@ def test_pendulum_swings_up_from_preferences(name: str) -> None:
     random_policy, trained = pendulum_return(None), pendulum_return(model)  # random: about -1200
     # SAC swings up within 15k steps; PPO is slower (-530 after 60k steps in our runs) but clearly learning.
     assert trained > (-400 if name == "SAC" else random_policy + 500), (trained, random_policy)
+
+
+def test_labelers_hear_when_the_first_queries_come_and_when_they_are_ready(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    venv = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0)
+    callback = PreferenceCallback(venv, SyntheticOracle(seed=0), total_labels=8, min_segments=24, verbose=1)
+    PPO("MlpPolicy", venv, n_steps=128, batch_size=128, n_epochs=1, seed=0).learn(768, callback=callback)
+    out = capsys.readouterr().out
+    # 24 segments of 30 steps from 2 envs: 360 steps; the first rollout end (256 steps) has 8 of them
+    assert "step 256: the first queries come in about 240 steps (24 segments are recorded first)" in out
+    assert out.count("first queries come in") == 1 and out.count("queries ready for labeling") == 1
+    store = callback.learner.store
+    # re-estimated at each rollout end before the first queries (the last one at step 512), for the web page
+    assert 512 < int(store.get_meta("first_queries_at")) <= 768 and int(store.get_meta("timestep")) == 768

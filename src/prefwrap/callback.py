@@ -107,6 +107,8 @@ class PreferenceCallback(BaseCallback):
         self.total_timesteps = total_timesteps
         self._total_timesteps = 0
         self._warned: set[str] = set()
+        self._announced_wait = False
+        self._announced_queries = False
 
     def _init_callback(self) -> None:
         try:
@@ -154,9 +156,35 @@ class PreferenceCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         round_ = self.learner.collect_labels(self.num_timesteps, self._total_timesteps)
+        self._tell_the_labelers(round_.asked)
         if self.learner.needs_refit:
             self._refit()
         self._log(round_.mean_disagreement)
+
+    def _tell_the_labelers(self, asked: int) -> None:
+        """No silent minutes for a person waiting to label: until the first queries, how many steps
+        remain (in the terminal with ``verbose``, and in the store's meta for the web page), then once
+        how many queries are ready."""
+        learner = self.learner
+        store = learner.store
+        store.set_meta("timestep", str(self.num_timesteps))
+        if self._announced_queries:
+            return
+        if asked:
+            self._announced_queries = True
+            if self.verbose >= 1:
+                print(f"[prefwrap] step {self.num_timesteps:,}: {asked} queries ready for labeling")
+            return
+        segments = self.wrapper.segments
+        missing = max(0, learner.min_segments - segments.size)
+        due = self.num_timesteps + math.ceil(missing * segments.segment_length / segments.n_envs)
+        store.set_meta("first_queries_at", str(due))
+        if self.verbose >= 1 and not self._announced_wait:
+            self._announced_wait = True
+            print(
+                f"[prefwrap] step {self.num_timesteps:,}: the first queries come in about "
+                f"{due - self.num_timesteps:,} steps ({learner.min_segments} segments are recorded first)"
+            )
 
     def _refit(self) -> None:
         report = self.learner.refit()
