@@ -372,6 +372,7 @@ def test_bad_run_directory_use_exits_with_one_line(
 
 
 def test_a_malformed_labels_file_is_one_line_and_the_resume_command(tmp_path: Path) -> None:
+    pytest.importorskip("pygame", reason="Pendulum clips are drawn by pygame: pip install prefwrap[human]")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"left": 1, "right": 2, "label": "left"}\nnot json\n', encoding="utf-8")
     run = tmp_path / "run"
