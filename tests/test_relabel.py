@@ -122,5 +122,5 @@ def test_channel_first_images_are_transposed_back() -> None:
     channel_first = np.moveaxis(images, -1, 1)
     np.testing.assert_array_equal(_to_space_layout(channel_first, space), images)
     np.testing.assert_array_equal(_to_space_layout(images, space), images)
-    with pytest.raises(ValueError, match="only prefwrap.env_utils.ALLOWED_ABOVE may sit above it"):
+    with pytest.raises(ValueError, match=r"only prefwrap\.env_utils\.ALLOWED_ABOVE may sit above it"):
         _to_space_layout(np.zeros((5, 4, 8, 6), np.uint8), space)
