@@ -61,7 +61,7 @@ def test_learns_from_preferences_end_to_end(algo: type, game: str) -> None:
     assert isinstance(segments, ImageSegmentBuffer) and segments.frame_stack == 4
     assert segments.size >= 16 and segments.stack_restarts == 0  # 96 steps in each of 2 envs
     assert segments.nbytes <= 16 * 2**20
-    observations = segments.observations[segments.newest_rows(3)]
+    observations = segments.observations_of(segments.newest_rows(3))
     assert observations.shape == (3, 10, 84, 84, 4) and observations.dtype == np.uint8
     rewards = model.rollout_buffer.rewards
     assert np.isfinite(rewards).all() and 0 < rewards.std() < 1.0  # the learned reward, std ~0.05

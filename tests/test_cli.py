@@ -206,7 +206,7 @@ def test_label_opens_the_labeling_session_on_the_run_store(
         human, "run_labeling_session", lambda path, **kwargs: calls.append((path, kwargs)) or 0
     )
     assert main(["label", str(trained_run), "--exit-when-done", "--labeler", "alice"]) == 0
-    assert calls[0][0] == trained_run / "preferences.sqlite"
+    assert calls[0][0] == str(trained_run / "preferences.sqlite")
     assert calls[0][1]["labeler"] == "alice" and calls[0][1]["stop_when_empty"] is True
 
 

@@ -87,7 +87,8 @@ def example_runs(
     selected = [
         item.callspec.params["name"]
         for item in request.session.items
-        if item.originalname == "test_example_runs_with_a_tiny_budget" and hasattr(item, "callspec")
+        if getattr(item, "originalname", None) == "test_example_runs_with_a_tiny_budget"
+        and hasattr(item, "callspec")
     ]
     root = tmp_path_factory.mktemp("examples")
     pool = ThreadPoolExecutor(max_workers=2)

@@ -557,7 +557,7 @@ def test_learner_connects_the_oracle_to_its_store_and_the_env_fps(tmp_path: Path
     oracle = HumanOracle(asynchronous=True)
     learner = PreferenceLearner(venv, oracle, total_labels=10, store=tmp_path / "p.sqlite")
     assert oracle.context is not None
-    assert oracle.context.store_path == learner.store.path
+    assert oracle.context.store_path == learner.store.location == str(learner.store.path)
     assert oracle.context.env_fps == gym.make("CartPole-v1").metadata["render_fps"]
     assert learner.store.get_meta("render_fps") == str(oracle.context.env_fps)
 

@@ -232,7 +232,10 @@ def test_kill_9_of_writers_and_trainer_at_random_points_loses_nothing(
         acked, acked_queries = acknowledged(tmp_path)
         assert_store_consistent(target, acked, acked_queries)
     acked, acked_queries = acknowledged(tmp_path)
-    assert len(acked) >= n_trials and {"trainer", "w0", "w1"} <= set(acked.values())
+    # every kind of process wrote (which writer wins the trainer's queries depends on the machine's load;
+    # writers racing each other is the subject of test_eight_writers_at_once_lose_and_duplicate_nothing)
+    writers = set(acked.values())
+    assert len(acked) >= n_trials and "trainer" in writers and writers & {"w0", "w1"}
     with PreferenceStore(target) as store:  # a resumed run goes on from the store
         query_id = store.next_query_id()
         assert query_id >= max(acked_queries) + 1
