@@ -341,8 +341,14 @@ def test_pendulum_swings_up_from_preferences(name: str) -> None:
 def test_labelers_hear_when_the_first_queries_come_and_when_they_are_ready(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    venv = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0)
-    callback = PreferenceCallback(venv, SyntheticOracle(seed=0), total_labels=8, min_segments=24, verbose=1)
+    pytest.importorskip("pygame", reason="Pendulum clips are drawn by pygame: pip install prefwrap[human]")
+
+    class PersonLikeOracle(SyntheticOracle):
+        needs_frames = True  # shows clips to people: they are told when queries come
+
+    venv = PreferenceRewardWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0), seed=0, record_frames=True)
+    oracle = PersonLikeOracle(seed=0)
+    callback = PreferenceCallback(venv, oracle, total_labels=8, min_segments=24, verbose=1)
     PPO("MlpPolicy", venv, n_steps=128, batch_size=128, n_epochs=1, seed=0).learn(768, callback=callback)
     out = capsys.readouterr().out
     # 24 segments of 30 steps from 2 envs: 360 steps; the first rollout end (256 steps) has 8 of them

@@ -163,8 +163,8 @@ class PreferenceCallback(BaseCallback):
 
     def _tell_the_labelers(self, asked: int) -> None:
         """No silent minutes for a person waiting to label: until the first queries, how many steps
-        remain (in the terminal with ``verbose``, and in the store's meta for the web page), then once
-        how many queries are ready."""
+        remain (in the store's meta for the web page, and in the terminal with ``verbose`` when the
+        oracle shows clips to people), then once how many queries are ready."""
         learner = self.learner
         store = learner.store
         store.set_meta("timestep", str(self.num_timesteps))
@@ -172,14 +172,14 @@ class PreferenceCallback(BaseCallback):
             return
         if asked:
             self._announced_queries = True
-            if self.verbose >= 1:
+            if self.verbose >= 1 and learner.asks_people:
                 print(f"[prefwrap] step {self.num_timesteps:,}: {asked} queries ready for labeling")
             return
         segments = self.wrapper.segments
         missing = max(0, learner.min_segments - segments.size)
         due = self.num_timesteps + math.ceil(missing * segments.segment_length / segments.n_envs)
         store.set_meta("first_queries_at", str(due))
-        if self.verbose >= 1 and not self._announced_wait:
+        if self.verbose >= 1 and learner.asks_people and not self._announced_wait:
             self._announced_wait = True
             print(
                 f"[prefwrap] step {self.num_timesteps:,}: the first queries come in about "

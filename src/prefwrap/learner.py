@@ -219,6 +219,11 @@ class PreferenceLearner:
         self._hooks.connect(OracleContext(fps, self.store.location, self._store_answer))
 
     @property
+    def asks_people(self) -> bool:
+        """Whether the oracle shows clips to people (``needs_frames``): they are told when queries come."""
+        return self._hooks.needs_frames
+
+    @property
     def n_labels(self) -> int:
         """Answers received so far (skips included), from this process or any other."""
         return self._n_answered
