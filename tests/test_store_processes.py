@@ -76,7 +76,12 @@ _ZYGOTE = textwrap.dedent(
                 time.sleep(0.002)
 
     def racer(store, fd, rng, name):
-        # Tries to label every stored query once, in its own order, then exits.
+        # Waits for the start signal (so no racer finishes before the others start on a busy machine),
+        # then tries to label every stored query once, in its own order, and exits.
+        go = os.path.join(os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")), "go")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(go) and time.monotonic() < deadline:
+            time.sleep(0.001)
         query_ids = list(range(store.next_query_id()))
         rng.shuffle(query_ids)
         for query_id in query_ids:
@@ -199,6 +204,7 @@ def test_eight_writers_at_once_lose_and_duplicate_nothing(target: str, zygote: Z
     with PreferenceStore(target) as store:
         store.add_queries([make_query(i) for i in range(n_queries)])
     pids = [zygote.spawn("racer", f"w{k}", target, tmp_path / f"w{k}.ack", seed=k) for k in range(8)]
+    (tmp_path / "go").touch()  # all 8 start together
     assert [zygote.reap(pid) for pid in pids] == [0] * 8
     acked, _ = acknowledged(tmp_path)
     assert sorted(acked) == list(range(n_queries)), "every query labeled exactly once"
