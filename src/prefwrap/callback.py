@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
 
 from prefwrap.demonstrations import Trajectory
-from prefwrap.diagnostics import CORRELATION_WARNING, DISAGREEMENT_WARNING
+from prefwrap.diagnostics import CORRELATION_WARNING, DIAGNOSTICS_EVERY, DISAGREEMENT_WARNING
 from prefwrap.env_utils import check_layers_above, find_preference_wrapper
 from prefwrap.learner import PreferenceLearner
 from prefwrap.oracles.base import Oracle
@@ -108,6 +108,8 @@ class PreferenceCallback(BaseCallback):
         self._total_timesteps = 0
         self._warned: set[str] = set()
         self._announced_wait = False
+        self._refitted = False
+        self._diagnosed_at = 0
         self._announced_queries = False
 
     def _init_callback(self) -> None:
@@ -190,6 +192,7 @@ class PreferenceCallback(BaseCallback):
         report = self.learner.refit()
         if report is None:
             return
+        self._refitted = True
         if self.relabel and isinstance(self.model, OffPolicyAlgorithm):
             relabel_replay_buffer(self.model.replay_buffer, self.wrapper.learned_reward, self.model.policy)
         if self.verbose >= 1:
@@ -200,11 +203,15 @@ class PreferenceCallback(BaseCallback):
 
     def _log(self, disagreement: float) -> None:
         self.learner.log_to(self.logger.record)
-        signals = self.learner.reward_diagnostics()
-        for key, value in signals.items():
-            if np.isfinite(value):
-                self.logger.record(f"pref/{key}", value)
-        self._warn_about_hacking(signals)
+        # the signals score 128 segments with the ensemble: cheap for MLPs, not for CNNs on short
+        # rollouts, so at most once per DIAGNOSTICS_EVERY steps (and after every refit)
+        if self._refitted or self.num_timesteps - self._diagnosed_at >= DIAGNOSTICS_EVERY:
+            self._refitted, self._diagnosed_at = False, self.num_timesteps
+            signals = self.learner.reward_diagnostics()
+            for key, value in signals.items():
+                if np.isfinite(value):
+                    self.logger.record(f"pref/{key}", value)
+            self._warn_about_hacking(signals)
         if not np.isnan(disagreement):
             self.logger.record("pref/disagreement", disagreement)
         if self.wrapper.episode_true_returns:

@@ -1,6 +1,6 @@
 """Reward-hacking diagnostics: is the policy going where the learned reward no longer means the task?
 
-Two signals, logged under ``pref/`` at every rollout end once the reward is fitted:
+Two signals, logged under ``pref/`` after every refit and every :data:`DIAGNOSTICS_EVERY` steps:
 
 - ``pref/learned_true_corr``: Pearson correlation of the learned and the true returns of the last
   100 finished episodes. Meaningful when the env's own reward is the task's (synthetic-oracle runs,
@@ -24,6 +24,8 @@ CORRELATION_WARNING = -0.2
 """``pref/learned_true_corr`` below which the run warns (needs :data:`MIN_EPISODES` episodes; a slightly
 negative value is noise while the true returns barely vary)."""
 MIN_EPISODES = 10
+DIAGNOSTICS_EVERY = 10_000
+"""Env steps between two computations of the signals (they are also computed after every refit)."""
 
 
 def return_correlation(true_returns: np.ndarray, learned_returns: np.ndarray) -> float:
