@@ -341,3 +341,26 @@ def test_a_sqlite_store_killed_mid_write_passes_its_integrity_check(tmp_path: Pa
         assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
     acked, acked_queries = acknowledged(tmp_path)
     assert acked and assert_store_consistent(str(path), acked, acked_queries) >= len(acked)
+
+
+def _open_at(path: str, start: float) -> str:
+    while time.time() < start:  # spin, so that the processes open the file within microseconds
+        pass
+    try:
+        PreferenceStore(path).close()
+    except Exception as error:  # noqa: BLE001 (the test reports what each process saw)
+        return f"{type(error).__name__}: {error}"
+    return "ok"
+
+
+def test_processes_opening_a_new_sqlite_store_together_all_get_it(tmp_path: Path):
+    # A trainer and labeling pages started together: switching a new file to WAL needs an exclusive
+    # lock, and SQLite refuses the second upgrader at once ("database is locked") instead of waiting.
+    import multiprocessing
+
+    opened = []
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        for trial in range(15):
+            path, start = str(tmp_path / f"new{trial}.db"), time.time() + 0.3
+            opened += pool.starmap(_open_at, [(path, start)] * 6)
+    assert set(opened) == {"ok"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,7 +57,7 @@ class SQLiteDatabase(Database):
             raise StoreError(f"cannot open the preference store {location}: {error}") from error
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {LOCK_TIMEOUT_S * 1000}")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = _enter_wal_mode(self._conn)
             if path is not None and str(mode).lower() != "wal":
                 raise StoreError(
                     f"{location}: SQLite refused WAL journal mode (got {mode!r}); the preference store "
@@ -163,3 +164,21 @@ class SQLiteDatabase(Database):
                 "(or a new or empty file to create one)"
             ) from error
         raise StoreError(f"cannot use the preference store {self.display}: {error}") from error
+
+
+def _enter_wal_mode(conn: sqlite3.Connection) -> str:
+    """Switch to WAL, retrying while another process holds the file; return the mode SQLite reports.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    its busy handler, when two connections both wait to upgrade (it would deadlock), e.g. a
+    trainer and a labeling page opening a new store together. So wait here instead, up to the
+    same lock timeout as any write.
+    """
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
