@@ -1,8 +1,9 @@
 """What prefwrap costs in wall-clock and memory, each figure measured side by side in one run.
 
-1. Throughput: PPO steps/s with wrapper + callback ÷ plain PPO on HalfCheetah-v5 (zoo settings),
-   with the callback's rollout-end work (queries, store, refits) included and excluded; plain and
-   prefwrap runs alternate, so load changes on a shared machine hit both.
+1. Throughput: whole-run PPO steps/s with wrapper + callback ÷ plain PPO, refitting in the
+   background (the default) and synchronously, in three scenarios (:data:`SCENARIOS`: HalfCheetah-v5
+   at the paper's label density and with dense labels, Pendulum-v1 with the zoo's settings); the
+   arms' order rotates per repeat, so load changes on a shared machine hit all of them.
 2. Reward inference per vector step (µs) for n_envs 1/4/16: the wrapper's ``_record_step`` (encode,
    predict, record the segment) next to the env's own step, and the learned reward alone (numpy
    snapshot and torch).
@@ -12,7 +13,8 @@
 5. A cProfile of the PPO + wrapper + callback path on HalfCheetah-v5, grouped by component.
 
 Examples:
-    python benchmarks/speed.py                       # all sections, ~10 min on one core
+    python benchmarks/speed.py                       # all sections, ~25 min on two cores
+    python benchmarks/speed.py --sections throughput --scenarios paper dense --no-docs
     python benchmarks/speed.py --sections inference refit --no-docs
 """
 
@@ -43,9 +45,22 @@ ENV = "HalfCheetah-v5"
 SECTIONS = ("throughput", "inference", "refit", "memory", "profile")
 
 
+SCENARIOS: dict[str, dict[str, Any]] = {
+    # The paper's label density: 700 labels per 1M steps is 29 per 40,960.
+    "paper": dict(env="HalfCheetah-v5", steps=40_960, labels=30, ppo=dict(n_envs=4, n_steps=512)),
+    # A refit at nearly every rollout end.
+    "dense": dict(env="HalfCheetah-v5", steps=16_384, labels=200, ppo=dict(n_envs=4, n_steps=512)),
+    # The zoo's Pendulum settings at the demo's density (200 labels per 50k steps).
+    "pendulum": dict(env="Pendulum-v1", steps=20_480, labels=80, ppo=None),
+}
+"""Throughput scenarios: PPO with SB3's defaults but ``n_envs``/``n_steps`` (``ppo=None``: the zoo's)."""
+ARMS = ("plain", "background", "synchronous")
+
+
 def _timed_classes() -> tuple[type, type]:
-    """Subclasses of the wrapper and callback that time the wrapper's per-step work and the
-    callback's rollout-end work (prefwrap itself is not modified)."""
+    """Subclasses of the wrapper and callback that time the wrapper's per-step work, the callback's
+    rollout-end work (waits for background fits included) and the fits themselves (prefwrap itself is
+    not modified)."""
     from prefwrap.callback import PreferenceCallback
     from prefwrap.wrapper import VecPreferenceRewardWrapper
 
@@ -60,113 +75,112 @@ def _timed_classes() -> tuple[type, type]:
 
     class TimedCallback(PreferenceCallback):
         rollout_end_seconds = 0.0
-        refit_seconds = 0.0
-        refits = 0
+        fit_seconds = 0.0
+        fits = 0
 
         def _on_rollout_end(self) -> None:
             start = time.perf_counter()
             super()._on_rollout_end()
             self.rollout_end_seconds += time.perf_counter() - start
 
-        def _refit(self) -> None:
-            start = time.perf_counter()
-            super()._refit()
-            self.refit_seconds += time.perf_counter() - start
-            self.refits += 1
+        def _installed(self, report: Any) -> None:
+            super()._installed(report)
+            if report is not None:
+                self.fit_seconds += report.seconds
+                self.fits += 1
 
     return TimedWrapper, TimedCallback
 
 
-def train_once(prefwrap: bool, steps: int, labels: int, seed: int) -> dict[str, float]:
-    """One PPO run on ENV: plain, or through the (timed) wrapper and callback."""
+def train_once(arm: str, scenario: dict[str, Any], seed: int) -> dict[str, float]:
+    """One PPO run: plain, or through the (timed) wrapper and callback, refitting in the background
+    or synchronously."""
     from stable_baselines3 import PPO
 
     from prefwrap import SyntheticOracle
 
-    config = ppo_config(ENV)
-    n_envs, normalize = config.pop("n_envs"), config.pop("normalize")
-    venv = make_env(ENV, n_envs, seed, {}, normalize)
+    env_id = scenario["env"]
+    config = dict(scenario["ppo"]) if scenario["ppo"] else ppo_config(env_id)
+    n_envs, normalize = config.pop("n_envs"), config.pop("normalize", False)
+    venv = make_env(env_id, n_envs, seed, {}, normalize)
     callback = None
-    if prefwrap:
+    if arm != "plain":
         timed_wrapper, timed_callback = _timed_classes()
-        venv = timed_wrapper(venv)
-        callback = timed_callback(venv, oracle=SyntheticOracle(seed=seed), total_labels=labels, seed=seed)
-        wrapper = venv
+        venv = wrapper = timed_wrapper(venv, seed=seed)
+        callback = timed_callback(
+            venv,
+            oracle=SyntheticOracle(seed=seed),
+            total_labels=scenario["labels"],
+            seed=seed,
+            synchronous=arm == "synchronous",
+        )
     venv = wrap_top(venv, normalize, config.get("gamma", 0.99))
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **config)
     start = time.perf_counter()
-    model.learn(steps, callback=callback)
+    model.learn(scenario["steps"], callback=callback)
     seconds = time.perf_counter() - start
     result = {"seconds": seconds, "steps": model.num_timesteps}
     if callback is not None:
         result.update(
             callback_seconds=callback.rollout_end_seconds,
-            refit_seconds=callback.refit_seconds,
-            refits=callback.refits,
+            fit_seconds=callback.fit_seconds,
+            fits=callback.fits,
             record_seconds=wrapper.record_seconds,
             labels=callback.learner.n_labels,
         )
+    venv.close()
     return result
 
 
 def throughput(args: argparse.Namespace) -> str:
-    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
-    for repeat in range(args.repeats):
-        for prefwrap in (False, True) if repeat % 2 == 0 else (True, False):
-            runs[prefwrap].append(train_once(prefwrap, args.steps, args.labels, seed=repeat))
-            print(f"throughput repeat {repeat} prefwrap={prefwrap}: {runs[prefwrap][-1]}", flush=True)
-    plain = np.array([r["steps"] / r["seconds"] for r in runs[False]])
-    ours = runs[True]
-    with_refits = np.array([r["steps"] / r["seconds"] for r in ours])
-    without = np.array([r["steps"] / (r["seconds"] - r["callback_seconds"]) for r in ours])
-    record_us = np.mean([r["record_seconds"] / r["steps"] * 1e6 for r in ours])
-    record_share = np.mean([r["record_seconds"] / r["seconds"] for r in ours])
-    callback_share = np.mean([r["callback_seconds"] / r["seconds"] for r in ours])
-    refit_share = np.mean([r["refit_seconds"] / r["seconds"] for r in ours])
-    refits = np.mean([r["refits"] for r in ours])
-
-    def ratios(values: np.ndarray) -> str:
-        pairs = values / plain  # repeat k of each arm ran back to back
-        return f"**{values.mean() / plain.mean():.3f}** (pairs {pairs.min():.3f}-{pairs.max():.3f})"
-
-    rows = [
-        [
-            "plain PPO",
-            fmt(plain.mean(), 0),
-            "1.000",
-            ", ".join(fmt(value, 0) for value in plain) + " steps/s",
-        ],
-        [
-            "wrapper + callback, rollout-end work included",
-            fmt(with_refits.mean(), 0),
-            ratios(with_refits),
-            f"callback {100 * callback_share:.1f} % of wall-clock (refits {100 * refit_share:.1f} %, "
-            f"{refits:.0f} refits)",
-        ],
-        [
-            "wrapper + callback, rollout-end work excluded",
-            fmt(without.mean(), 0),
-            ratios(without),
-            f"wrapper `_record_step` {record_us:.0f} µs per step, {100 * record_share:.1f} % of wall-clock",
-        ],
-        [
-            "implied by the in-run timers: included / excluded",
-            "",
-            f"**{1 - record_share - callback_share:.3f}** / **{1 - record_share:.3f}**",
-            "1 - (timed share of prefwrap's work) within the same runs: independent of machine load, "
-            "leaves out the wrapper's per-step dispatch outside `_record_step`",
-        ],
-    ]
-    return (
-        f"#### 1. Throughput: PPO on {ENV}, {args.steps:,} steps, {args.labels} labels, "
-        f"{args.repeats} alternating repeats per arm\n\n"
-        + markdown_table(["run", "steps/s", "÷ plain PPO", "notes"], rows)
-        + "\n\nWhole-run ratios carry the load of other processes on a shared machine (see the pair "
-        "range); the timer-based row does not. The label rate here (one label per "
-        f"{args.steps // args.labels} steps) is ~{(1_000_000 / 700) / (args.steps / args.labels):.0f}x the "
-        "paper's 700 labels per 1M steps, with a similar number of refits per run, so the 'included' "
-        "figure is a worst case for a full-length run.\n"
+    """Whole-run steps/s of each arm ÷ plain PPO, per scenario; the arms' order rotates per repeat."""
+    report = (
+        f"#### 1. Throughput: whole-run steps/s ÷ plain PPO, {args.repeats} repeats per arm, the arms' "
+        "order rotating per repeat\n\n'background' refits in a thread and installs the reward a rollout "
+        "later (the default); 'synchronous' refits at the rollout end, blocking training.\n"
     )
+    for name in args.scenarios:
+        scenario = SCENARIOS[name]
+        runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
+        for repeat in range(args.repeats):
+            for arm in ARMS[repeat % 3 :] + ARMS[: repeat % 3]:
+                runs[arm].append(train_once(arm, scenario, seed=repeat))
+                print(f"throughput {name} repeat {repeat} {arm}: {runs[arm][-1]}", flush=True)
+        plain = np.array([r["steps"] / r["seconds"] for r in runs["plain"]])
+        rows = [["plain PPO", fmt(plain.mean(), 0), "1.000", "", "", ""]]
+        for arm in ARMS[1:]:
+            ours = runs[arm]
+            rate = np.array([r["steps"] / r["seconds"] for r in ours])
+            pairs = rate / plain  # repeat k of each arm ran in the same rotation
+            rows.append(
+                [
+                    arm,
+                    fmt(rate.mean(), 0),
+                    f"**{rate.mean() / plain.mean():.3f}** ({pairs.min():.3f}-{pairs.max():.3f})",
+                    f"{np.mean([r['record_seconds'] / r['steps'] * 1e6 for r in ours]):.0f}",
+                    f"{100 * np.mean([r['callback_seconds'] / r['seconds'] for r in ours]):.1f} %",
+                    f"{np.mean([r['fits'] for r in ours]):.0f} fits, "
+                    f"{np.mean([r['fit_seconds'] for r in ours]):.1f} s",
+                ]
+            )
+        config = scenario["ppo"] or "the zoo's"
+        report += (
+            f"\n**{name}**: {scenario['env']}, PPO {config}, {scenario['steps']:,} steps, "
+            f"{scenario['labels']} labels\n\n"
+            + markdown_table(
+                [
+                    "run",
+                    "steps/s",
+                    "÷ plain (pair range)",
+                    "`_record_step` µs / step",
+                    "rollout-end work (wall-clock share)",
+                    "fitting (off the critical path when background)",
+                ],
+                rows,
+            )
+            + "\n"
+        )
+    return report
 
 
 def _fitted_wrapper(n_envs: int, n_members: int) -> Any:
@@ -289,7 +303,7 @@ def _record_step_breakdown(n_envs: int, repeats: int = 5000) -> dict[str, float]
             np.isfinite(rewards).all(),
         ),
         "numpy ensemble forward": lambda: reward._fast_forward(observations, actions),
-        "ensemble mean": lambda: members.mean(axis=0),
+        "ensemble mean": lambda: reward.combine(members),
         "normalize": lambda: reward.normalize(members[0]),
         "`predict_features` (the 3 above)": lambda: reward.predict_features(observations, actions),
         "`SegmentBuffer.add`": lambda: wrapper.segments.add(observations, actions, rewards, dones, 0),
@@ -487,22 +501,24 @@ PROFILE_GROUPS = [
     ("- env stack step (`VecNormalize.step_wait` and all below it), of which:", "vec_normalize.py:step_wait"),
     ("-- prefwrap wrapper `step_wait` (and the env below it), of which:", "wrapper.py:step_wait"),
     ("--- env (`DummyVecEnv.step_wait`: MuJoCo, gymnasium wrappers, Monitor)", "dummy_vec_env.py:step_wait"),
-    ("--- `_record_step` (prefwrap's own per-step work), of which:", "wrapper.py:_record_step"),
-    ("---- learned reward `predict_features`", "learned_reward.py:predict_features"),
+    ("--- `_record_step` (prefwrap's own per-step work), of which:", "recording.py:_record_step"),
+    ("---- learned reward `predict_features`", "learned.py:predict_features"),
     ("---- `SegmentBuffer.add`", "segment_buffer.py:add"),
-    ("---- encoder (flatten, clip actions)", "spaces.py:actions"),
-    ("---- `_track_episodes`", "wrapper.py:_track_episodes"),
+    ("---- encoder (flatten, clip actions)", "encoding.py:actions"),
+    ("---- `_track_episodes`", "recording.py:_track_episodes"),
     ("- callback rollout end (queries, store, refits), of which:", "callback.py:_on_rollout_end"),
-    ("-- refits (`PreferenceLearner.refit`)", "learner.py:refit"),
+    ("-- waiting for a background refit (`RewardRefitting.finish`)", "refitting.py:finish"),
+    ("-- synchronous refits (`RewardRefitting.refit`)", "refitting.py:refit"),
     ("-- queries (`_make_queries`)", "learner.py:_make_queries"),
-    ("-- store writes (`PreferenceStore.add_queries`)", "store.py:add_queries"),
+    ("-- store writes (`PreferenceStore.add_queries`)", "preference_store.py:add_queries"),
 ]
 
 
 def profile(args: argparse.Namespace) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
-    train_once(True, args.profile_steps, args.profile_labels, seed=0)
+    scenario = dict(SCENARIOS["dense"], steps=args.profile_steps, labels=args.profile_labels)
+    train_once("background", scenario, seed=0)
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = max(value[3] for value in stats.stats.values())  # the outermost call's cumulative time
@@ -534,9 +550,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--steps", type=int, default=20_480, help="throughput run length")
-    parser.add_argument("--labels", type=int, default=200, help="throughput label budget")
-    parser.add_argument("--repeats", type=int, default=2, help="throughput runs per arm (alternating)")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs per arm (rotating order)")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch threads of every arm")
     parser.add_argument("--inference-steps", type=int, default=3000)
     parser.add_argument("--inference-members", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--label-counts", type=int, nargs="+", default=[100, 300, 1000, 3000, 10000])
@@ -552,7 +568,9 @@ def main() -> None:
     snapshot_prefwrap()  # before prefwrap is imported: the whole run measures one version of it
     import torch
 
-    torch.set_num_threads(1)
+    # One thread by default: the figures then hold on a shared machine, and a background fit gets the
+    # second core of a 2-core one.
+    torch.set_num_threads(args.torch_threads)
     report = report_header("Speed and memory", workers=1)
     for section in args.sections:
         report += "\n" + globals()[section](args)

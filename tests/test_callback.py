@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from conftest import GoRightEnv, make_go_right
 from sb3_contrib import TRPO
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
@@ -357,3 +358,45 @@ def test_labelers_hear_when_the_first_queries_come_and_when_they_are_ready(
     store = callback.learner.store
     # re-estimated at each rollout end before the first queries (the last one at step 512), for the web page
     assert 512 < int(store.get_meta("first_queries_at")) <= 768 and int(store.get_meta("timestep")) == 768
+
+
+def _two_rollouts(synchronous: bool) -> tuple[PPO, PreferenceCallback]:
+    venv = wrapped_venv(seed=0)
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, policy_kwargs=small_net(), seed=0)
+    kwargs = {**LEARNER_KWARGS, "min_segments": 8}
+    callback = PreferenceCallback(venv, SyntheticOracle(), total_labels=20, synchronous=synchronous, **kwargs)
+    model.learn(256, callback=callback)  # two rollouts of 128 steps; labels arrive after the first
+    return model, callback
+
+
+def test_a_background_refit_is_installed_one_rollout_later_and_runs_repeat_exactly() -> None:
+    truncations = [15, 35, 55]  # rollout 2 holds steps 64-127: episodes of 20 steps end at 79, 99, 119
+    background, callback = _two_rollouts(synchronous=False)
+    # The fit started after rollout 1 ran while rollout 2 was collected: rollout 2 still got zeros.
+    assert not np.any(np.delete(background.rollout_buffer.rewards, truncations, axis=0))
+    assert callback.learner.refitting.started_at is None and callback.wrapper.learned_reward.fitted
+    synchronous, _ = _two_rollouts(synchronous=True)
+    assert np.all(np.delete(synchronous.rollout_buffer.rewards, truncations, axis=0) != 0)
+    again, _ = _two_rollouts(synchronous=False)
+    for a, b in zip(
+        background.get_env().learned_reward.model.parameters(),
+        again.get_env().learned_reward.model.parameters(),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(background.policy.parameters(), again.policy.parameters(), strict=True)
+    )
+
+
+def test_long_fits_print_progress_about_every_ten_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    venv = wrapped_venv()
+    callback = PreferenceCallback(venv, SyntheticOracle(), total_labels=20, verbose=1, **LEARNER_KWARGS)
+    for epoch, seconds in [(1, 3.0), (2, 10.5), (3, 15.0), (4, 21.0), (1, 4.0)]:
+        callback.learner.fitter.progress(epoch, 50, 10 * epoch, seconds)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "[prefwrap] refit: epoch 2/50, 20 gradient steps, 10s",
+        "[prefwrap] refit: epoch 4/50, 40 gradient steps, 21s",
+    ]

@@ -225,7 +225,7 @@ def test_a_refit_under_no_grad_still_trains() -> None:
     callback = PreferenceCallback(venv, SyntheticOracle(seed=0), total_labels=8, min_segments=8, seed=0)
     PPO("MlpPolicy", venv, n_steps=128, batch_size=128, n_epochs=1, seed=0).learn(256, callback=callback)
     before = [p.detach().clone() for p in venv.learned_reward.model.parameters()]
-    callback.learner._labels_since_fit = 1  # as if a label had just arrived
+    callback.learner.refitting.labels_since_fit = 1  # as if a label had just arrived
     with torch.no_grad():  # sb3-contrib's ARS calls its callbacks so
         assert callback.learner.refit() is not None
     after = list(venv.learned_reward.model.parameters())

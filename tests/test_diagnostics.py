@@ -8,6 +8,7 @@ import torch
 from test_learner import TOTAL_STEPS, make_learner, record, recorded_wrapper
 
 from prefwrap.diagnostics import disagreement_ratio, ensemble_disagreement, return_correlation
+from prefwrap.selection import candidate_tuples
 
 
 def test_correlation_needs_enough_varied_episodes() -> None:
@@ -35,9 +36,7 @@ def test_learner_reports_signals_and_focuses_queries_on_recent_segments() -> Non
     signals = learner.reward_diagnostics()
     assert np.isfinite(signals["disagreement_ratio"]) and signals["disagreement_ratio"] > 0
     n_rows = 200
-    learner.focus_recent = False
-    spread = learner._candidate_pairs(n_rows, 400)
-    learner.focus_recent = True
-    focused = learner._candidate_pairs(n_rows, 400)
+    spread = candidate_tuples(learner._rng, n_rows, 400, 2, focus_recent=False)
+    focused = candidate_tuples(learner._rng, n_rows, 400, 2, focus_recent=True)
     newest_tenth = n_rows - n_rows // 10
     assert (focused.max(axis=1) >= newest_tenth).mean() > 0.5 > (spread.max(axis=1) >= newest_tenth).mean()

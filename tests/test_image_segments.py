@@ -228,3 +228,16 @@ def test_every_image_segment_can_be_shown_when_no_frames_are_rendered() -> None:
     buffer = ImageSegmentBuffer(2, 5, (44, 44, 4), 2, channels_first=False, frame_stack=4)
     fill_both(buffer, steps)
     np.testing.assert_array_equal(buffer.rows_with_frames(), buffer.newest_rows())
+
+
+def test_state_dict_refills_a_new_buffer_with_the_same_stacks() -> None:
+    steps = stacked_stream(2, 200, 4, channels_first=False)
+    buffer = ImageSegmentBuffer(2, 8, (44, 44, 4), 2, channels_first=False, frame_stack=4, max_segments=9)
+    fill_both(buffer, steps)  # wraps around the FIFO
+    state = buffer.state_dict()
+    assert "observations" not in state and state["frames_store"].shape[1] == 8 + 4 - 1  # each frame once
+    restored = ImageSegmentBuffer(2, 8, (44, 44, 4), 2, channels_first=False, frame_stack=4, max_segments=9)
+    restored.load_state_dict(state)
+    before, after = buffer.newest_rows(), restored.newest_rows()
+    np.testing.assert_array_equal(buffer.observations_of(before), restored.observations_of(after))
+    np.testing.assert_array_equal(buffer.segment_ids[before], restored.segment_ids[after])

@@ -191,3 +191,24 @@ def test_evaluate_without_held_out_pairs_gives_nan() -> None:
     train_loss, validation_loss, accuracy = fitter.evaluate(dataset)
     assert np.isfinite(train_loss)
     assert np.isnan(validation_loss) and np.isnan(accuracy)
+
+
+def test_max_seconds_is_checked_inside_an_epoch() -> None:
+    # One epoch of 2,000 labels in batches of 8 is 250 gradient steps, far longer than the bound:
+    # the fit stops mid-epoch (the first fit of a CNN used to overrun its bound by minutes).
+    dataset, _ = labelled_dataset(2000)
+    model = MlpRewardEnsemble(OBS_DIM, 1, n_members=3, hidden_sizes=(256, 256))
+    fitter = RewardFitter(model, batch_size=8, epochs=1, max_seconds=0.05, seed=0)
+    report = fitter.fit(dataset)
+    assert 0 < report.gradient_steps < 250
+    assert report.seconds < 1.0
+
+
+def test_progress_is_reported_after_every_epoch() -> None:
+    dataset, _ = labelled_dataset(100)
+    fitter = RewardFitter(MlpRewardEnsemble(OBS_DIM, 1, n_members=3), epochs=4, max_seconds=None, seed=0)
+    calls = []
+    fitter.progress = lambda *args: calls.append(args)
+    report = fitter.fit(dataset)
+    assert [(epoch, epochs) for epoch, epochs, _, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert calls[-1][2] == report.gradient_steps and calls[-1][3] <= report.seconds

@@ -149,3 +149,33 @@ def test_invalid_arguments() -> None:
         make_buffer(h=0)
     with pytest.raises(ValueError, match="capacity"):
         make_buffer(capacity=1)
+
+
+def test_state_dict_refills_a_new_buffer_with_the_same_segments_and_frames() -> None:
+    buffer = make_buffer(n_envs=2, h=3, capacity=5, frame_capacity=3)
+    for t in range(23):  # the FIFO and the frame ring both wrap around
+        obs = np.full((2, 3), t, np.float32)
+        buffer.add(
+            obs, obs[:, :1], np.full(2, t), np.array([t % 7 == 6] * 2), t, np.full((2, 2, 2, 3), t, np.uint8)
+        )
+    state = buffer.state_dict()
+    assert all(isinstance(value, np.ndarray) for value in state.values())  # np.savez, no pickle
+
+    restored = make_buffer(n_envs=2, h=3, capacity=5, frame_capacity=3)
+    restored.load_state_dict(state)
+    for before, after in zip(segments(buffer), segments(restored), strict=True):
+        assert before.segment_id == after.segment_id and before.timestep == after.timestep
+        np.testing.assert_array_equal(before.observations, after.observations)
+        np.testing.assert_array_equal(before.actions, after.actions)
+        assert (before.frames is None) == (after.frames is None)
+        if before.frames is not None:
+            np.testing.assert_array_equal(before.frames, after.frames)
+    assert restored.next_segment_id == buffer.next_segment_id
+    np.testing.assert_array_equal(
+        restored.segment_ids[restored.rows_with_frames()], buffer.segment_ids[buffer.rows_with_frames()]
+    )
+    smaller = make_buffer(n_envs=2, h=3, capacity=2)  # keeps the newest
+    smaller.load_state_dict(state)
+    assert [s.segment_id for s in segments(smaller)] == [s.segment_id for s in segments(buffer)][-2:]
+    with pytest.raises(ValueError, match="not this run's env and segment length"):
+        make_buffer(n_envs=2, h=4).load_state_dict(state)

@@ -335,3 +335,15 @@ def test_docstring_example_runs():
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("name", ["stoch", "myopic", "skip"])
+def test_a_restored_oracle_answers_as_the_original_goes_on(name):
+    rng = np.random.default_rng(3)
+    segments = [make_segment(i, row) for i, row in enumerate(rng.normal(size=(400, 3)))]
+    queries = [Query(i, segments[2 * i], segments[2 * i + 1]) for i in range(200)]
+    original = SyntheticOracle.teacher(name, seed=0)
+    original.label(queries[:100])
+    restored = SyntheticOracle.teacher(name, seed=0)
+    restored.load_state_dict(original.state_dict())
+    assert restored.label(queries[100:]) == original.label(queries[100:])

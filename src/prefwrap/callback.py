@@ -21,8 +21,14 @@ from prefwrap.env_utils import check_layers_above, find_preference_wrapper
 from prefwrap.learner import PreferenceLearner
 from prefwrap.oracles.base import Oracle
 from prefwrap.relabel import relabel_replay_buffer
+from prefwrap.reward.fitting import FitReport
 from prefwrap.store import PreferenceStore
 from prefwrap.wrapper import HER_REFUSAL, PreferenceRewardWrapper
+
+OFF_POLICY_FIT_LAG = 1_000
+"""Env steps a background refit runs alongside an off-policy algorithm before it is installed."""
+FIT_PROGRESS_EVERY_S = 10.0
+"""With ``verbose``, a fit running longer prints a progress line about this often."""
 
 
 class PreferenceCallback(BaseCallback):
@@ -58,10 +64,10 @@ class PreferenceCallback(BaseCallback):
     Raises:
         TypeError: ``env`` holds no :class:`PreferenceRewardWrapper` (at construction), or the model's
             env has none (at the start of ``learn``).
-        ValueError: ``total_timesteps < 1``; at the start of ``learn``: the model trains on another
-            wrapper, a wrapper that must sit below the preference wrapper sits above it, the model uses
-            ``HerReplayBuffer`` (its rewards would be the true reward), or ``total_labels`` exceeds the
-            segments the run records.
+        ValueError: ``total_timesteps < 1`` or ``fit_lag < 0``; at the start of ``learn``: the model
+            trains on another wrapper, a wrapper that must sit below the preference wrapper sits above
+            it, the model uses ``HerReplayBuffer`` (its rewards would be the true reward), or
+            ``total_labels`` exceeds the segments the run records.
 
     Example:
         >>> from stable_baselines3 import PPO
@@ -86,9 +92,13 @@ class PreferenceCallback(BaseCallback):
         verbose: int = 0,
         query_size: int = 2,
         demonstrations: str | os.PathLike | list[Trajectory] | None = None,
+        synchronous: bool = False,
+        fit_lag: int | None = None,
         **learner_kwargs: Any,
     ) -> None:
         super().__init__(verbose)
+        if fit_lag is not None and fit_lag < 0:
+            raise ValueError(f"fit_lag must be >= 0 env steps, got {fit_lag}")
         if total_timesteps is not None and total_timesteps < 1:
             raise ValueError(
                 f"total_timesteps must be >= 1 (the whole run's env steps), got {total_timesteps}"
@@ -105,6 +115,12 @@ class PreferenceCallback(BaseCallback):
         )
         self.relabel = relabel
         self.total_timesteps = total_timesteps
+        self.synchronous = synchronous
+        self.fit_lag = fit_lag
+        self._fit_lag = 0
+        self._progress_printed_at = 0.0
+        if verbose >= 1:
+            self.learner.fitter.progress = self._print_fit_progress
         self._total_timesteps = 0
         self._warned: set[str] = set()
         self._announced_wait = False
@@ -145,6 +161,12 @@ class PreferenceCallback(BaseCallback):
                 "PreferenceCallback(..., total_timesteps=<whole run>) when training in chunks.",
                 stacklevel=2,
             )
+        if self.fit_lag is not None:
+            self._fit_lag = self.fit_lag
+        elif isinstance(self.model, OffPolicyAlgorithm):
+            self._fit_lag = OFF_POLICY_FIT_LAG
+        else:
+            self._fit_lag = int(self.model.n_steps) * self.model.get_env().num_envs
         expected_segments = self._total_timesteps / self.wrapper.segment_length
         if self.learner.total_labels > expected_segments:
             raise ValueError(
@@ -157,11 +179,22 @@ class PreferenceCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
-        round_ = self.learner.collect_labels(self.num_timesteps, self._total_timesteps)
+        learner = self.learner
+        started = learner.refitting.started_at
+        if started is not None and self.num_timesteps >= started + self._fit_lag:
+            self._installed(learner.refitting.finish())
+        round_ = learner.collect_labels(self.num_timesteps, self._total_timesteps)
         self._tell_the_labelers(round_.asked)
-        if self.learner.needs_refit:
-            self._refit()
+        if self.synchronous:
+            if learner.needs_refit:
+                self._installed(learner.refit())
+        else:
+            learner.refitting.start(self.num_timesteps)
         self._log(round_.mean_disagreement)
+
+    def _on_training_end(self) -> None:
+        # the labels of the last rollouts are in the reward the run ends with (and saves)
+        self._installed(self.learner.refitting.finish())
 
     def _tell_the_labelers(self, asked: int) -> None:
         """No silent minutes for a person waiting to label: until the first queries, how many steps
@@ -188,18 +221,31 @@ class PreferenceCallback(BaseCallback):
                 f"{due - self.num_timesteps:,} steps ({learner.min_segments} segments are recorded first)"
             )
 
-    def _refit(self) -> None:
-        report = self.learner.refit()
+    def _installed(self, report: FitReport | None) -> None:
+        """After new reward weights were installed: relabel the replay buffer, print a line."""
         if report is None:
             return
         self._refitted = True
         if self.relabel and isinstance(self.model, OffPolicyAlgorithm):
             relabel_replay_buffer(self.model.replay_buffer, self.wrapper.learned_reward, self.model.policy)
+        self._report_refit(report)
+
+    def _report_refit(self, report: FitReport) -> None:
+        """One line per installed refit with ``verbose``."""
         if self.verbose >= 1:
             print(
                 f"[prefwrap] step {self.num_timesteps}: {self.learner.n_labels} labels, "
                 f"val acc {report.validation_accuracy:.3f}, refit {report.seconds:.2f}s"
             )
+
+    def _print_fit_progress(self, epoch: int, epochs: int, steps: int, seconds: float) -> None:
+        """A line every ~10 s of a long fit, so a CLI user sees it work (e.g. a CNN's first fit)."""
+        if epoch == 1:
+            self._progress_printed_at = 0.0
+        if seconds - self._progress_printed_at >= FIT_PROGRESS_EVERY_S:
+            self._progress_printed_at = seconds
+            line = f"[prefwrap] refit: epoch {epoch}/{epochs}, {steps} gradient steps, {seconds:.0f}s"
+            print(line, flush=True)
 
     def _log(self, disagreement: float) -> None:
         self.learner.log_to(self.logger.record)

@@ -18,6 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from prefwrap.reward.dataset import PreferenceDataset
+from prefwrap.reward.fitting import segment_returns
+from prefwrap.reward.learned import LearnedReward
+
 DISAGREEMENT_WARNING = 2.0
 """``pref/disagreement_ratio`` above which the run warns and queries focus on recent segments."""
 CORRELATION_WARNING = -0.2
@@ -66,3 +70,14 @@ def disagreement_ratio(policy_member_returns: torch.Tensor, labelled_member_retu
     if not np.isfinite(policy) or not np.isfinite(labelled) or labelled <= 0:
         return float("nan")
     return policy / labelled
+
+
+@torch.no_grad()
+def labelled_member_returns(
+    reward: LearnedReward, dataset: PreferenceDataset, n_segments: int
+) -> torch.Tensor:
+    """``(E, S)``: each member's predicted return of the newest ``n_segments`` labelled segments."""
+    tensors = {key: value[-n_segments:] for key, value in dataset.segment_tensors().items()}
+    reward.model.eval()
+    inputs = (tensors[key].to(reward.device) for key in ("observations", "actions", "mask", "absorbing"))
+    return segment_returns(reward.model, *inputs).cpu()

@@ -166,5 +166,6 @@ class InputEncoder:
         features = flatten_batch(self.action_space, batch)
         if self._clip is not None:
             # not in place: for float32 Box actions ``features`` is a view of the caller's array
-            features = np.clip(features, self._clip[0], self._clip[1])
+            # (np.clip costs ~3x more than the two ufuncs on the per-step batch of a few rows)
+            features = np.minimum(np.maximum(features, self._clip[0]), self._clip[1])
         return features

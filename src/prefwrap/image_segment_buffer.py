@@ -211,6 +211,10 @@ class ImageSegmentBuffer(SegmentBuffer):
         self._frames_store[row, : len(virtual)] = self._window_frames_store[env, virtual]
         self._frames_store[row, len(virtual) :] = 0
 
+    def _observation_arrays(self) -> dict[str, np.ndarray]:
+        """Each segment's frames ``(H + frame_stack - 1, *frame_shape)``, in place of its stacks."""
+        return {"frames_store": self._frames_store}
+
     def rows_with_frames(self) -> np.ndarray:
         """Rows a person can watch: all of them when no frames are rendered (the labeling window then
         shows the image observations), else those whose rendered frames are still kept."""

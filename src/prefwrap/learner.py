@@ -10,28 +10,32 @@ labelling UI in another terminal) are picked up the same way.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from prefwrap.demonstrations import DEMO_LABELER, DemonstrationPreferences, Trajectory
-from prefwrap.diagnostics import DISAGREEMENT_WARNING, disagreement_ratio, return_correlation
+from prefwrap.diagnostics import (
+    DISAGREEMENT_WARNING,
+    disagreement_ratio,
+    labelled_member_returns,
+    return_correlation,
+)
 from prefwrap.oracles.base import Oracle, OracleContext, oracle_hooks
 from prefwrap.records import MAX_QUERY_SIZE, Answer, Preference, Query, Segment
+from prefwrap.refitting import RewardRefitting
 from prefwrap.reward.dataset import PreferenceDataset
-from prefwrap.reward.fitting import FitReport, RewardFitter, segment_returns
-from prefwrap.reward.learned import PREDICTION_CHUNK_STEPS, step_chunks
+from prefwrap.reward.fitting import FitReport, RewardFitter
 from prefwrap.schedule import DecayingSchedule, LabelSchedule
-from prefwrap.segment_buffer import valid_step_mask
 from prefwrap.selection import (
     DisagreementSelector,
     PairSelector,
     RandomSelector,
+    buffer_member_returns,
     candidate_tuples,
     preference_disagreement,
 )
@@ -161,13 +165,11 @@ class PreferenceLearner:
         self.query_size = query_size
         self.query_batch_size = query_batch_size or max(1, total_labels // 20)
         self.min_segments = max(query_size, min(min_segments, wrapper.segments.capacity))
-        self.fit_epochs = fit_epochs
-        self.initial_fit_epochs = initial_fit_epochs
-        self.normalization_segments = normalization_segments
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store or ":memory:")
         self.dataset = PreferenceDataset(wrapper.learned_reward.n_members, max_labels=max_labels, seed=seed)
-        self.fitter = RewardFitter(
-            wrapper.learned_reward.model,
+        # the fitter trains its own copy, so a background fit leaves the installed reward untouched
+        fitter = RewardFitter(
+            copy.deepcopy(wrapper.learned_reward.model),
             learning_rate=learning_rate,
             batch_size=batch_size,
             epochs=fit_epochs,
@@ -175,15 +177,22 @@ class PreferenceLearner:
             noise=noise,
             seed=seed,
         )
+        self.refitting = RewardRefitting(
+            wrapper.learned_reward,
+            wrapper.segments,
+            self.dataset,
+            fitter,
+            fit_epochs=fit_epochs,
+            initial_fit_epochs=initial_fit_epochs,
+            normalization_segments=normalization_segments,
+        )
         self._rng = np.random.default_rng(seed)
         self.focus_recent = False  # set by reward_diagnostics when the policy leaves the labelled region
         self._pending: list[Query] = self.store.pending_queries()
         self._labels_read = 0
-        self._labels_since_fit = 0
         self._n_answered = 0
         self.n_demo_labels = 0
         self._answered_here: dict[int, Query] = {}  # demonstration queries, stored already answered
-        self.last_fit: FitReport | None = None
         self.wrapper.segments.next_segment_id = max(
             self.wrapper.segments.next_segment_id, self.store.next_segment_id()
         )
@@ -261,27 +270,24 @@ class PreferenceLearner:
         return QueryRound(asked, self._n_answered - answered_before, new_training, disagreement)
 
     @property
+    def fitter(self) -> RewardFitter:
+        """The fitter, which trains a copy of the wrapper's ensemble (see :attr:`refitting`)."""
+        return self.refitting.fitter
+
+    @property
+    def last_fit(self) -> FitReport | None:
+        """The report of the last fit installed; ``None`` before the first."""
+        return self.refitting.last_fit
+
+    @property
     def needs_refit(self) -> bool:
         """Labels arrived (or were resumed from the store) that the reward model has not been fitted on."""
-        return self._labels_since_fit > 0 and len(self.dataset) > 0
+        return self.refitting.needed
 
     def refit(self) -> FitReport | None:
-        """Refit the ensemble on all labels if new ones arrived, then refresh the reward normalisation.
-
-        The normalisation uses the newest recorded steps, or the labelled ones when nothing is
-        recorded yet (a run resumed from its store).
-        """
-        if not self.needs_refit:
-            return None
-        epochs = self.initial_fit_epochs if not self.wrapper.learned_reward.fitted else self.fit_epochs
-        self.last_fit = self.fitter.fit(self.dataset, epochs=epochs)
-        self._labels_since_fit = 0
-        steps = self.wrapper.segments.valid_steps(self.normalization_segments)
-        self.wrapper.learned_reward.refresh(
-            *(steps if len(steps[1]) else self.dataset.valid_steps()),
-            anchor_absorbing=bool(self.dataset.segment_tensors()["absorbing"].any()),
-        )
-        return self.last_fit
+        """Refit the ensemble on all labels if new ones arrived and install it, blocking (see
+        :attr:`refitting` for fits in the background). Returns the report, ``None`` if nothing was fitted."""
+        return self.refitting.refit()
 
     def _ask(self, queries: list[Query]) -> None:
         answers = list(self._hooks.label(queries))
@@ -325,7 +331,7 @@ class PreferenceLearner:
                     self.dataset.add(query, label.preference)
                 new_training += 1
         self._pending = list(pending.values())
-        self._labels_since_fit += new_training
+        self.refitting.labels_since_fit += new_training
         return new_training
 
     def _demo_weight(self) -> float:
@@ -347,7 +353,7 @@ class PreferenceLearner:
         if self.wrapper.learned_reward.fitted:
             # score only the segments that appear in a candidate pair (cheap even for image buffers)
             scored, positions = np.unique(pairs, return_inverse=True)
-            member_returns = self._member_returns(rows[scored])
+            member_returns = buffer_member_returns(self.wrapper.learned_reward, segments, rows[scored])
             chosen = self.selector.select(positions.reshape(pairs.shape), member_returns, n_pairs)
             disagreement = float(
                 preference_disagreement(positions.reshape(pairs.shape)[chosen], member_returns).mean()
@@ -369,33 +375,6 @@ class PreferenceLearner:
             self._next_query_id += 1
         return queries, disagreement
 
-    def _candidate_pairs(self, n_rows: int, n_candidates: int) -> np.ndarray:
-        """Candidate pairs of rows, ``(P, 2)``: :func:`~prefwrap.selection.candidate_tuples` with K = 2."""
-        return candidate_tuples(self._rng, n_rows, n_candidates, 2, self.focus_recent)
-
-    @torch.no_grad()
-    def _member_returns(self, rows: np.ndarray) -> torch.Tensor:
-        """``(E, len(rows))`` predicted returns of the given buffer rows."""
-        segments = self.wrapper.segments
-        model = self.wrapper.learned_reward.model
-        model.eval()
-        device = self.wrapper.learned_reward.device
-        mask = valid_step_mask(segments.lengths[rows], segments.segment_length)
-        absorbing = segments.absorbing_steps(rows)
-        returns = []
-        # bounded memory: image stacks are rebuilt per chunk of segments
-        for chunk in step_chunks(len(rows), PREDICTION_CHUNK_STEPS // segments.segment_length):
-            returns.append(
-                segment_returns(
-                    model,
-                    torch.as_tensor(segments.observations_of(rows[chunk]), device=device),
-                    torch.as_tensor(segments.actions[rows[chunk]], device=device),
-                    torch.as_tensor(mask[chunk], dtype=torch.float32, device=device),
-                    torch.as_tensor(absorbing[chunk], dtype=torch.float32, device=device),
-                ).cpu()
-            )
-        return torch.cat(returns, dim=1)
-
     def reward_diagnostics(self, n_segments: int = 64) -> dict[str, float]:
         """Reward-hacking signals (see :mod:`prefwrap.diagnostics`); also sets :attr:`focus_recent`.
 
@@ -410,33 +389,32 @@ class PreferenceLearner:
             "disagreement_ratio": float("nan"),
         }
         if wrapper.learned_reward.fitted and len(self.dataset) and wrapper.segments.size >= 2:
-            policy = self._member_returns(wrapper.segments.newest_rows(n_segments))
-            signals["disagreement_ratio"] = disagreement_ratio(
-                policy, self._labelled_member_returns(n_segments)
-            )
+            reward = wrapper.learned_reward
+            policy = buffer_member_returns(reward, wrapper.segments, wrapper.segments.newest_rows(n_segments))
+            labelled = labelled_member_returns(reward, self.dataset, n_segments)
+            signals["disagreement_ratio"] = disagreement_ratio(policy, labelled)
         self.focus_recent = signals["disagreement_ratio"] > DISAGREEMENT_WARNING
         return signals
 
-    @torch.no_grad()
-    def _labelled_member_returns(self, n_segments: int) -> torch.Tensor:
-        """``(E, S)`` predicted returns of the newest ``n_segments`` labelled segments."""
-        tensors = {key: value[-n_segments:] for key, value in self.dataset.segment_tensors().items()}
-        model = self.wrapper.learned_reward.model
-        model.eval()
-        device = self.wrapper.learned_reward.device
-        inputs = (tensors[key].to(device) for key in ("observations", "actions", "mask", "absorbing"))
-        return segment_returns(model, *inputs).cpu()
-
     def state_dict(self) -> dict[str, Any]:
-        """Everything besides the store and the reward weights that a resumed run needs to ask and
-        fit as the uninterrupted run would: the fitter's and dataset's state, the generators, and how
-        many of the stored labels the reward was last fitted on (plain types and tensors)."""
+        """Everything besides the store, the reward weights and the segments that a resumed run
+        needs to ask and fit as the uninterrupted run would: the fitter's and dataset's state, every
+        generator (candidates, a random selector's, the demonstrations'), whether candidates focus on
+        recent segments, and how many of the stored labels the reward was last fitted on (plain types
+        and tensors). A background fit still running is waited for but not installed: its weights
+        (in the fitter's state), start step and report are saved, and a resumed run installs them
+        when the uninterrupted run would have."""
+        generators = {"candidates": self._rng}
+        if isinstance(self.selector, RandomSelector):
+            generators["selector"] = self.selector._rng
+        if self.demonstrations is not None:
+            generators["demonstrations"] = self.demonstrations._rng
         return {
-            "fitter": self.fitter.state_dict(),
+            **self.refitting.state_dict(),
             "dataset": self.dataset.state_dict(),
-            "rng": self._rng.bit_generator.state,
-            "fitted_labels": self._labels_read - self._labels_since_fit,
-            "last_fit": dataclasses.asdict(self.last_fit) if self.last_fit else None,
+            "rng": {name: rng.bit_generator.state for name, rng in generators.items()},
+            "focus_recent": self.focus_recent,
+            "fitted_labels": self._labels_read - self.refitting.labels_since_fit,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -446,11 +424,17 @@ class PreferenceLearner:
         Raises:
             ValueError: The state holds more labels than the store gave back.
         """
-        self.fitter.load_state_dict(state["fitter"])
+        self.refitting.load_state_dict(state)
         self.dataset.load_state_dict(state["dataset"])
-        self._rng.bit_generator.state = state["rng"]
-        self._labels_since_fit = max(0, self._labels_read - int(state["fitted_labels"]))
-        self.last_fit = FitReport(**state["last_fit"]) if state["last_fit"] else None
+        # states saved before every generator was: only the candidates' one, under "rng"
+        generators = state["rng"] if "candidates" in state["rng"] else {"candidates": state["rng"]}
+        self._rng.bit_generator.state = generators["candidates"]
+        if isinstance(self.selector, RandomSelector) and "selector" in generators:
+            self.selector._rng.bit_generator.state = generators["selector"]
+        if self.demonstrations is not None and "demonstrations" in generators:
+            self.demonstrations._rng.bit_generator.state = generators["demonstrations"]
+        self.focus_recent = bool(state.get("focus_recent", False))
+        self.refitting.labels_since_fit = max(0, self._labels_read - int(state["fitted_labels"]))
 
     def log_to(self, record: Callable[[str, float], None]) -> None:
         """Record the learner's state with an SB3-style ``record(key, value)`` function under ``pref/``."""

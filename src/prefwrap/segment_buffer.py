@@ -120,7 +120,8 @@ class SegmentBuffer:
             if self._window_frames is None:
                 shape = (self.segment_length, *frames.shape[1:])
                 self._window_frames = np.zeros((self.n_envs, *shape), frames.dtype)
-                self._frames = np.zeros((self.frame_capacity, *shape), frames.dtype)
+                if self._frames is None:  # else restored by load_state_dict
+                    self._frames = np.zeros((self.frame_capacity, *shape), frames.dtype)
             self._window_frames[self._rows, column] = frames
         self._episode_steps += 1
         # every H steps of an episode, and at its end (column counts steps since the window started)
@@ -232,3 +233,70 @@ class SegmentBuffer:
         """Rows of the newest ``count`` stored segments (all when ``None``), newest last."""
         count = self.size if count is None else min(count, self.size)
         return (self._cursor - count + np.arange(count)) % self.capacity
+
+    def _observation_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays that hold the stored segments' observations, one row per segment."""
+        return {"observations": self.observations}
+
+    def _row_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays that hold the stored segments, one row (first axis) per segment."""
+        return {
+            **self._observation_arrays(),
+            "actions": self.actions,
+            "true_rewards": self.true_rewards,
+            "lengths": self.lengths,
+            "segment_ids": self.segment_ids,
+            "env_indices": self.env_indices,
+            "timesteps": self.timesteps,
+            "terminated": self.terminated,
+        }
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The stored segments, oldest first, and their kept frames: plain arrays for ``np.savez``.
+
+        Steps not yet emitted (episodes in progress) are not included: a resumed run restarts those
+        episodes (see :meth:`discard_partial`).
+
+        Returns:
+            One ``(size, ...)`` array per row array: ``observations`` ``(size, H, *obs_shape)`` (an
+            image buffer's ``frames_store`` instead), ``actions`` ``(size, H, action_dim)`` float32,
+            ``true_rewards`` ``(size, H)`` float32, ``lengths``, ``segment_ids``, ``env_indices``,
+            ``timesteps`` ``(size,)`` int64 and ``terminated`` ``(size,)`` bool; ``next_segment_id``
+            ``()`` int64; and when frames are kept, ``frames`` ``(n, H, *frame_shape)`` with their
+            ``frame_ids`` ``(n,)``, oldest first.
+        """
+        rows = self.newest_rows()
+        state = {name: array[rows] for name, array in self._row_arrays().items()}
+        state["next_segment_id"] = np.array(self.next_segment_id, dtype=np.int64)
+        if self._frames is not None:
+            slots = (self._frame_cursor + np.arange(self.frame_capacity)) % self.frame_capacity
+            slots = slots[self._frame_ids[slots] >= 0]
+            state["frames"] = self._frames[slots]
+            state["frame_ids"] = self._frame_ids[slots]
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Refill an empty buffer from :meth:`state_dict` (the newest ``capacity`` segments if more).
+
+        Raises:
+            ValueError: The state's arrays do not fit this buffer (another env, segment length or
+                observation encoding).
+        """
+        n = min(len(state["segment_ids"]), self.capacity)
+        for name, array in self._row_arrays().items():
+            saved = np.asarray(state[name])
+            if saved.shape[1:] != array.shape[1:] or saved.dtype != array.dtype:
+                raise ValueError(
+                    f"saved segments hold {name} of shape {saved.shape[1:]} ({saved.dtype}) per segment, "
+                    f"this buffer {array.shape[1:]} ({array.dtype}): not this run's env and segment length"
+                )
+            array[:n] = saved[len(saved) - n :]
+        self.size, self._cursor = n, n % self.capacity
+        self.next_segment_id = max(self.next_segment_id, int(state["next_segment_id"]))
+        if "frames" in state:
+            frames = np.asarray(state["frames"])[-self.frame_capacity :]
+            self._frames = np.zeros((self.frame_capacity, *frames.shape[1:]), frames.dtype)
+            self._frames[: len(frames)] = frames
+            self._frame_ids[:] = -1
+            self._frame_ids[: len(frames)] = np.asarray(state["frame_ids"])[-self.frame_capacity :]
+            self._frame_cursor = len(frames) % self.frame_capacity

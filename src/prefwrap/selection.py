@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from prefwrap.reward.fitting import segment_returns
+from prefwrap.reward.learned import PREDICTION_CHUNK_STEPS, LearnedReward, step_chunks
+from prefwrap.segment_buffer import SegmentBuffer, valid_step_mask
+
 
 @runtime_checkable
 class PairSelector(Protocol):
@@ -100,3 +104,27 @@ def candidate_tuples(
     _, first = np.unique(tuples, axis=0, return_index=True)
     tuples = tuples[np.sort(first)]
     return np.take_along_axis(tuples, np.argsort(rng.random(tuples.shape), axis=1), axis=1)
+
+
+@torch.no_grad()
+def buffer_member_returns(reward: LearnedReward, segments: SegmentBuffer, rows: np.ndarray) -> torch.Tensor:
+    """``(E, len(rows))``: each ensemble member's predicted return of the given buffer rows.
+
+    Scored in chunks of segments, so memory stays bounded (image stacks are rebuilt per chunk).
+    """
+    model = reward.model
+    model.eval()
+    mask = valid_step_mask(segments.lengths[rows], segments.segment_length)
+    absorbing = segments.absorbing_steps(rows)
+    returns = []
+    for chunk in step_chunks(len(rows), PREDICTION_CHUNK_STEPS // segments.segment_length):
+        returns.append(
+            segment_returns(
+                model,
+                torch.as_tensor(segments.observations_of(rows[chunk]), device=reward.device),
+                torch.as_tensor(segments.actions[rows[chunk]], device=reward.device),
+                torch.as_tensor(mask[chunk], dtype=torch.float32, device=reward.device),
+                torch.as_tensor(absorbing[chunk], dtype=torch.float32, device=reward.device),
+            ).cpu()
+        )
+    return torch.cat(returns, dim=1)

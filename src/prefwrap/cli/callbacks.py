@@ -25,6 +25,7 @@ from prefwrap.cli.report import accuracy_text
 if TYPE_CHECKING:
     from prefwrap.cli.build import Setup
     from prefwrap.reward.dataset import PreferenceDataset
+    from prefwrap.reward.fitting import FitReport
     from prefwrap.wrapper import PreferenceRewardWrapper
 
 EVAL_SEED_OFFSET = 20_000
@@ -65,16 +66,7 @@ class CliPreferenceCallback(PreferenceCallback):
         super().__init__(*args, **kwargs)
         self.print_refits = print_refits
 
-    def _refit(self) -> None:
-        before = self.learner.last_fit
-        verbose, self.verbose = self.verbose, 0  # our line, not the base class's
-        try:
-            super()._refit()
-        finally:
-            self.verbose = verbose
-        report = self.learner.last_fit
-        if report is None or report is before:
-            return
+    def _report_refit(self, report: FitReport) -> None:
         n_pairs = validation_pairs(self.learner.dataset)
         self.logger.record("pref/val_pairs", n_pairs)
         if self.print_refits:

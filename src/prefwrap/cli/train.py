@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from prefwrap.cli import build
 from prefwrap.cli.build import Setup
 from prefwrap.cli.callbacks import CliPreferenceCallback, StepsBar, make_eval_callback, rounded_steps
-from prefwrap.cli.checkpoints import SaveRunCallback, restore_fitting_state
+from prefwrap.cli.checkpoints import SaveRunCallback, restore_fitting_state, resume_envs
 from prefwrap.cli.config import ENV_KWARGS, CommandError, TrainConfig, UsageError, one_line
 from prefwrap.cli.envs import make_base_env, probe_env, with_normalizer
 from prefwrap.cli.finish import finish_run
@@ -38,12 +38,14 @@ from prefwrap.wrapper import PreferenceRewardWrapper
 
 @dataclass
 class Training:
-    """The live objects of a run: the wrapper, the env stack the model steps, the callback, the model."""
+    """The live objects of a run: the wrapper, the env stack the model steps, the callback, the model,
+    and a resumed run's saved random state (set at its first rollout start)."""
 
     wrapper: PreferenceRewardWrapper
     venv: VecEnv
     callback: CliPreferenceCallback
     model: BaseAlgorithm
+    random_state: dict[str, Any] | None = None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -158,7 +160,9 @@ def _train(
     record = write_config(setup, run, training.wrapper.segment_length, stored, start_step)
     tracking = Tracking.start(config, run, record) if config.track else None
     training.model.set_logger(logger_for(run, config.verbose))
-    checkpoint = SaveRunCallback(run, learner, config.checkpoint_every, config.save_freq)
+    checkpoint = SaveRunCallback(
+        run, training.callback, config.checkpoint_every, config.save_freq, resumed=training.random_state
+    )
     print_header(
         config,
         run,
@@ -242,13 +246,19 @@ def _build_training(
     except (TypeError, ValueError) as error:
         raise UsageError(f"--learner: {error}") from None
     _claim_store(callback.learner.store, config.env_id)
-    model = None
-    if resuming and source.policy.is_file():
-        restore_fitting_state(callback.learner, source)
-        model = algorithm_class(config.algo).load(str(source.policy), env=venv, device=setup.device)
-        if source.replay_buffer.is_file() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(str(source.replay_buffer))
-    return Training(wrapper, venv, callback, model or build.build_model(setup, venv))
+    if not (resuming and source.policy.is_file()):
+        return Training(wrapper, venv, callback, build.build_model(setup, venv))
+    state = restore_fitting_state(callback, source)
+    # Envs stopped at an episode boundary start the episodes the uninterrupted run went on with: the
+    # model keeps its last observation (the seeds load gives the envs then go unused, as SB3 never
+    # resets them). Otherwise SB3 resets them and the episodes in progress restart.
+    exact = resume_envs(wrapper, state)
+    model = algorithm_class(config.algo).load(
+        str(source.policy), env=venv, device=setup.device, force_reset=not exact
+    )
+    if source.replay_buffer.is_file() and hasattr(model, "load_replay_buffer"):
+        model.load_replay_buffer(str(source.replay_buffer))
+    return Training(wrapper, venv, callback, model, state.get("random") if state else None)
 
 
 def _claim_store(store: PreferenceStore, env_id: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.running_mean_std import RunningMeanStd
@@ -66,6 +67,24 @@ class _ReturnStats:
         self._moments.update(values)
         self.min = min(self.min, float(values.min()))
         self.max = max(self.max, float(values.max()))
+
+    def state_dict(self) -> dict[str, float]:
+        """Count, mean, variance, min and max as plain floats."""
+        moments = self._moments
+        return {
+            "count": float(moments.count),
+            "mean": float(moments.mean),
+            "var": float(moments.var),
+            "min": self.min,
+            "max": self.max,
+        }
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._moments.count = state["count"]
+        self._moments.mean = np.float64(state["mean"])
+        self._moments.var = np.float64(state["var"])
+        self.min, self.max = state["min"], state["max"]
 
 
 def _segment_returns(segments: Sequence[Segment], gamma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -327,6 +346,23 @@ class SyntheticOracle(BaseOracle):
         if bool((returns < self.effective_skip_threshold).all()):
             return Preference.SKIP
         return Ranking(merged)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to answer as this oracle would go on answering: its generator and
+        the return statistics behind its thresholds and noise scale (plain types, for
+        ``torch.load(weights_only=True)``)."""
+        return {
+            "rng": self._rng.bit_generator.state,
+            "returns": self._returns.state_dict(),
+            "myopic": self._myopic.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into an oracle of the same teacher."""
+        self._rng.bit_generator.state = state["rng"]
+        self._returns.load_state_dict(state["returns"])
+        if self._myopic is not self._returns:
+            self._myopic.load_state_dict(state["myopic"])
 
     def _update(self, returns: np.ndarray, myopic: np.ndarray) -> None:
         self._returns.update(returns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,23 +111,39 @@ class RewardFitter:
         self.optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
         self._rng = np.random.default_rng(seed)
         self._weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
+        self.progress: Callable[[int, int, int, float], None] | None = None
+        """Called after each epoch with ``(epoch, epochs, gradient_steps, seconds)`` (the CLI prints
+        long fits' progress); from the fitting thread when the fit runs in the background."""
 
-    @torch.enable_grad()  # callers may run under no_grad (sb3-contrib's ARS evaluates candidates so)
     def fit(self, dataset: PreferenceDataset, epochs: int | None = None) -> FitReport:
-        """Refit on all labels in ``dataset``; returns losses and accuracy after the refit."""
+        """Refit on all labels in ``dataset``; returns losses and accuracy after the refit.
+
+        Raises:
+            ValueError: ``dataset`` holds no labels.
+        """
         if len(dataset) == 0:
             raise ValueError("no labels yet: answer at least one non-skipped query before fitting")
+        return self.fit_tensors(dataset.segment_tensors(), dataset.labels(), epochs)
+
+    @torch.enable_grad()  # callers may run under no_grad (sb3-contrib's ARS evaluates candidates so)
+    def fit_tensors(
+        self, segments: dict[str, torch.Tensor], labels: LabelTensors, epochs: int | None = None
+    ) -> FitReport:
+        """Refit on a snapshot of a dataset (:meth:`PreferenceDataset.segment_tensors` and
+        :meth:`~PreferenceDataset.labels`), which a background thread can use while the dataset grows.
+
+        The time bound is checked after every gradient step, so a refit ends within ``max_seconds``
+        plus one step and one evaluation, also for CNN ensembles and the first, longer fit.
+        """
         start = time.perf_counter()
-        segments = dataset.segment_tensors()
-        labels = dataset.labels()
         counts, n_labels = labels.counts, len(labels.sizes)
         self._set_input_statistics(segments)
         in_bag = [np.repeat(np.arange(n_labels), counts[:, m].numpy()) for m in range(counts.shape[1])]
         in_bag = [index if len(index) else np.arange(n_labels) for index in in_bag]
         steps_per_epoch = max(1, int(np.ceil(max(len(index) for index in in_bag) / self.batch_size)))
-        steps = 0
+        steps, n_epochs, out_of_time = 0, epochs or self.epochs, False
         self.model.train()
-        for _ in range(epochs or self.epochs):
+        for epoch in range(n_epochs):
             batches = torch.as_tensor(
                 np.stack(
                     [
@@ -142,10 +159,15 @@ class RewardFitter:
                 (loss + self.l2_coef * sum((w**2).sum() for w in self._weights)).backward()
                 self.optimizer.step()
                 steps += 1
-            train_loss, validation_loss, validation_accuracy = self.evaluate(dataset)
+                out_of_time = self.max_seconds is not None and time.perf_counter() - start > self.max_seconds
+                if out_of_time:
+                    break
+            train_loss, validation_loss, validation_accuracy = self._evaluate(segments, labels)
             if self.adapt_l2 and np.isfinite(validation_loss):
                 self._adapt_l2(validation_loss / max(train_loss, 1e-8))
-            if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
+            if self.progress is not None:
+                self.progress(epoch + 1, n_epochs, steps, time.perf_counter() - start)
+            if out_of_time:
                 break
         return FitReport(
             train_loss, validation_loss, validation_accuracy, self.l2_coef, steps, time.perf_counter() - start
@@ -186,7 +208,6 @@ class RewardFitter:
                 losses = torch.where(here, loss, torch.zeros_like(loss) if losses is None else losses)
         return (losses * labels.weights[batch]).mean()
 
-    @torch.no_grad()
     def evaluate(self, dataset: PreferenceDataset) -> tuple[float, float, float]:
         """``(train_loss, validation_loss, validation_accuracy)`` of the current ensemble.
 
@@ -196,9 +217,13 @@ class RewardFitter:
         label is one such pair unless equal; a ranking of ``K`` segments holds up to ``K(K-1)/2``).
         A member with no held-out label adds nothing; no held-out label at all gives nan.
         """
+        return self._evaluate(dataset.segment_tensors(), dataset.labels())
+
+    @torch.no_grad()
+    def _evaluate(
+        self, segments: dict[str, torch.Tensor], labels: LabelTensors
+    ) -> tuple[float, float, float]:
         self.model.eval()
-        segments = dataset.segment_tensors()
-        labels = dataset.labels()
         returns = segment_returns(
             self.model, segments["observations"], segments["actions"], segments["mask"], segments["absorbing"]
         )  # (E, S)
@@ -226,21 +251,26 @@ class RewardFitter:
         return train_loss, validation_loss, accuracy
 
     def state_dict(self) -> dict[str, Any]:
-        """The fitting state a resumed run needs to go on as if never stopped: the adaptive L2
-        coefficient, Adam's moments and the batch-sampling generator (plain types and tensors, so
-        ``torch.load(..., weights_only=True)`` reads it back)."""
+        """The fitting state a resumed run needs to go on as if never stopped: the weights being
+        fitted (ahead of the installed reward while a background fit waits to be installed), the
+        adaptive L2 coefficient, Adam's moments and the batch-sampling generator (plain types and
+        tensors, so ``torch.load(..., weights_only=True)`` reads it back)."""
         return {
+            "model": self.model.state_dict(),
             "l2_coef": self.l2_coef,
             "optimizer": self.optimizer.state_dict(),
             "rng": self._rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (the model's weights are loaded separately).
+        """Restore what :meth:`state_dict` saved (states saved without ``"model"`` keep the weights
+        the fitter was built with: the installed reward's).
 
         Raises:
             KeyError: ``state`` lacks a key :meth:`state_dict` writes.
         """
+        if "model" in state:
+            self.model.load_state_dict(state["model"])
         self.l2_coef = float(state["l2_coef"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._rng.bit_generator.state = state["rng"]

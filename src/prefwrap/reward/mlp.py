@@ -113,17 +113,21 @@ class MlpRewardEnsemble(nn.Module):
             (layer.weight.detach().cpu().numpy().copy(), layer.bias.detach().cpu().numpy().copy())
             for layer in self.layers
         ]
-        mean = self.input_mean.cpu().numpy().copy()
+        # Fold the input standardisation into the first layer: ((x - m) / s) @ W + b = x @ W' + b'
+        # with W' = W / s (per input row) and b' = b - (m / s) @ W, two fewer operations per call.
         inverse_std = 1.0 / self.input_std.cpu().numpy()
+        scaled_mean = self.input_mean.cpu().numpy() * inverse_std
+        weight, bias = layers[0]
+        layers[0] = (weight * inverse_std[:, None], bias - (scaled_mean @ weight)[:, None, :])
         slope = self.activation.negative_slope
         use_actions = self.use_actions
 
         def forward(observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
             x = np.concatenate([observations, actions], axis=-1) if use_actions else observations
-            x = (x - mean) * inverse_std
             for weight, bias in layers[:-1]:
-                x = np.matmul(x, weight) + bias  # (N, D) @ (E, D, H) broadcasts to (E, N, H)
-                x = np.maximum(x, slope * x)
+                x = np.matmul(x, weight)  # (N, D) @ (E, D, H) broadcasts to (E, N, H)
+                x += bias  # in place: x is the fresh product, so no temporaries (a µs per step)
+                np.maximum(x, slope * x, out=x)
             weight, bias = layers[-1]
             return (np.matmul(x, weight) + bias)[..., 0]
 
