@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -20,11 +21,13 @@ pygame = pytest.importorskip("pygame", reason='the labelling window: pip install
 from prefwrap.oracles.base import BaseOracle, Oracle, OracleContext  # noqa: E402
 from prefwrap.oracles.human import HumanOracle, run_labeling_session  # noqa: E402
 from prefwrap.oracles.labeling_window import LabelingWindow, import_pygame  # noqa: E402
-from prefwrap.records import Preference, Query, Segment  # noqa: E402
+from prefwrap.records import Preference, Query, Ranking, Segment  # noqa: E402
 from prefwrap.store import PreferenceStore  # noqa: E402
 
 LEFT_COLOUR = (200, 40, 40)
 RIGHT_COLOUR = (40, 180, 60)
+CLIP_COLOURS = (LEFT_COLOUR, RIGHT_COLOUR, (50, 80, 200), (200, 180, 40))
+RANK_COLOUR = (240, 200, 60)  # the badge with the rank a clip got so far
 H, FRAME_H, FRAME_W = 6, 21, 16
 
 
@@ -51,6 +54,46 @@ def make_queries(n: int, first_id: int = 0) -> list[Query]:
         Query(q, make_segment(2 * q, LEFT_COLOUR), make_segment(2 * q + 1, RIGHT_COLOUR))
         for q in range(first_id, first_id + n)
     ]
+
+
+def make_ranked_queries(n: int, k: int) -> list[Query]:
+    """``n`` queries of ``k`` segments, segment ``i`` of colour ``CLIP_COLOURS[i]``."""
+    return [Query.of(q, [make_segment(k * q + i, CLIP_COLOURS[i]) for i in range(k)]) for q in range(n)]
+
+
+def press_sequences(
+    *sequences: list[int], seen: list[list[tuple[int | None, bool]]] | None = None
+) -> Callable[[LabelingWindow], None]:
+    """An ``on_frame`` hook that posts one key per drawn frame: ``sequences[i]`` for the ``i``-th query.
+
+    Before each key it appends to ``seen`` what the screen shows: per clip, the rank the window
+    gave it so far and whether a rank badge is drawn above it.
+    """
+    pending = [list(keys) for keys in sequences]
+    last: list[Query | None] = [None]
+
+    def hook(window: LabelingWindow) -> None:
+        if window.query is None or (window.query is not last[0] and not pending):
+            return
+        if window.query is not last[0]:
+            last[0] = window.query
+            keys = pending[0]
+            pending.pop(0)
+            hook.keys = keys  # type: ignore[attr-defined]
+        if seen is not None and window.entry is not None:
+            seen.append([(window.entry.rank_of(i), badge_shown(window, i)) for i in range(window.query.size)])
+        if hook.keys:  # type: ignore[attr-defined]
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=hook.keys.pop(0)))  # type: ignore[attr-defined]
+
+    return hook
+
+
+def badge_shown(window: LabelingWindow, position: int) -> bool:
+    """Whether the rank badge is drawn in the tag row above clip ``position``."""
+    assert window.screen is not None and window.clip_rects is not None
+    rect = window.clip_rects[position]
+    row = pygame.surfarray.pixels3d(window.screen)[rect.left : rect.right, rect.top - 20]
+    return bool(np.all(row == RANK_COLOUR, axis=-1).any())
 
 
 def press(*keys: int | str) -> Callable[[LabelingWindow], None]:
@@ -188,6 +231,101 @@ def test_invalid_arguments_name_the_value() -> None:
         HumanOracle(scale=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="poll_interval"):
         run_labeling_session(":memory:", poll_interval=0)
+
+
+# ---------------------------------------------------------------------------------- rankings
+
+K = pygame
+
+
+@pytest.mark.parametrize(
+    ("k", "sequences", "expected"),
+    [
+        (
+            3,
+            [
+                [K.K_3, K.K_1],
+                [K.K_LEFT, K.K_2, K.K_SPACE],  # an arrow is no answer to three clips
+                [K.K_1, K.K_u, K.K_3, K.K_EQUALS, K.K_2],
+                [K.K_2, K.K_DOWN],  # skip after a step: the step is dropped
+            ],
+            [Ranking([[2], [0], [1]]), Ranking([[1], [0, 2]]), Ranking([[1, 2], [0]]), Preference.SKIP],
+        ),
+        (
+            4,
+            [
+                [K.K_3, K.K_1, K.K_EQUALS, K.K_4],
+                [K.K_4, K.K_4, K.K_BACKSPACE, K.K_2, K.K_UP],  # a clip pressed twice is ranked once
+                [K.K_KP1, K.K_KP2, K.K_KP3],
+                [K.K_SPACE],
+                [K.K_1, K.K_EQUALS, K.K_u, K.K_2, K.K_u, K.K_u, K.K_4, K.K_3, K.K_2],
+            ],
+            [
+                Ranking([[2], [0, 3], [1]]),
+                Ranking([[1], [0, 2, 3]]),
+                Ranking([[0], [1], [2], [3]]),
+                Ranking([[0, 1, 2, 3]]),
+                Ranking([[3], [2], [1], [0]]),
+            ],
+        ),
+    ],
+)
+def test_key_sequences_give_the_exact_ranking_and_each_is_recorded(
+    k: int, sequences: list[list[int]], expected: list[object]
+) -> None:
+    calls: list[tuple[int, object]] = []
+    oracle = HumanOracle(fps=1000)
+    oracle.window = LabelingWindow(fps=1000, on_frame=press_sequences(*sequences))
+    oracle.connect(
+        OracleContext(None, ":memory:", lambda query, answer: calls.append((query.query_id, answer)))
+    )
+    assert oracle.label(make_ranked_queries(len(sequences), k)) == expected
+    assert calls == list(enumerate(expected))
+    assert oracle.window.last_answer == expected[-1] and oracle.window.entry is None
+
+
+def test_the_ranks_given_so_far_are_drawn_above_the_clips() -> None:
+    seen: list[list[tuple[int | None, bool]]] = []
+    window = LabelingWindow(
+        fps=1000, on_frame=press_sequences([K.K_3, K.K_1, K.K_u, K.K_4, K.K_2], seen=seen)
+    )
+    assert window.ask(make_ranked_queries(1, 4)[0]) == Ranking([[2], [3], [1], [0]])
+    ranks = [[rank for rank, _ in state] for state in seen]
+    assert ranks == [
+        [None] * 4,
+        [None, None, 0, None],
+        [1, None, 0, None],
+        [None, None, 0, None],  # undone
+        [None, None, 0, 1],
+    ]
+    for state in seen:  # a badge above exactly the ranked clips
+        assert [badge for _, badge in state] == [rank is not None for rank, _ in state]
+    rects = window.clip_rects
+    assert rects is not None and len(rects) == 4
+    for a, b in itertools.pairwise(rects):
+        assert not a.colliderect(b)
+
+
+def test_a_pair_takes_digits_too_and_a_pause_drops_a_ranking_begun() -> None:
+    window = LabelingWindow(fps=1000, on_frame=press_sequences([K.K_2], [K.K_3, K.K_ESCAPE]))
+    assert window.ask(make_queries(1)[0]) == Preference.RIGHT
+    assert window.ask(make_ranked_queries(1, 3)[0]) is None
+    assert not window.is_open and window.entry is None
+
+
+def test_session_stores_rankings(tmp_path: Path) -> None:
+    path = tmp_path / "prefs.sqlite"
+    with PreferenceStore(path) as store:
+        store.add_queries(make_ranked_queries(2, 4))
+    window = LabelingWindow(fps=1000, on_frame=press_sequences([K.K_2, K.K_SPACE], [K.K_DOWN]))
+    assert run_labeling_session(path, labeler="alice", stop_when_empty=True, window=window) == 2
+    with PreferenceStore(path) as store:
+        labels = store.labels()
+    assert [(lab.query_id, lab.preference, lab.labeler) for lab in labels] == [
+        (0, Ranking([[1], [0, 2, 3]]), "alice"),
+        (1, Preference.SKIP, "alice"),
+    ]
+    assert labels[0].segment_ids == (0, 1, 2, 3)
 
 
 # ---------------------------------------------------------------------------------- the window
@@ -517,6 +655,53 @@ def test_real_window_under_xvfb(xvfb_display: str, tmp_path: Path) -> None:
         matches = np.all(image == colour, axis=-1)
         assert matches[:, here].sum() > 400 * 400  # a big clip of this colour on its side...
         assert matches[:, there].sum() == 0  # ...and none of it on the other side
+
+
+@pytest.mark.window
+def test_real_window_ranks_three_clips_by_real_key_presses_under_xvfb(
+    xvfb_display: str, tmp_path: Path
+) -> None:
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool not installed: apt-get install -y xdotool")
+    path = tmp_path / "prefs.sqlite"
+    with PreferenceStore(path) as store:
+        store.add_queries(make_ranked_queries(5, 3))
+    sequences = [["3", "1"], ["2", "space"], ["1", "u", "3", "equal", "2"], ["2", "Down"], ["Up"], ["Escape"]]
+    state: dict[str, object] = {"query": None, "frames": 0}
+    shots: list[tuple[np.ndarray, list[tuple[int, int, int, int]]]] = []
+
+    def hook(window: LabelingWindow) -> None:
+        if window.query is not state["query"]:
+            state["query"], state["frames"], state["keys"] = window.query, 0, sequences.pop(0)
+        state["frames"] = int(state["frames"]) + 1  # type: ignore[call-overload]
+        keys: list[str] = state["keys"]  # type: ignore[assignment]
+        if int(state["frames"]) % 3 or not keys:  # type: ignore[call-overload]
+            return  # let the X server show a couple of frames (and the last key's effect) first
+        if not shots and window.entry is not None and window.entry.groups:  # after the first key
+            shots.append((screenshot(window), [tuple(rect) for rect in window.clip_rects or ()]))
+        window_id = str(pygame.display.get_wm_info()["window"])
+        subprocess.run(["xdotool", "windowfocus", "--sync", window_id, "key", keys.pop(0)], check=True)
+
+    window = LabelingWindow(fps=20, on_frame=hook)
+    assert run_labeling_session(path, labeler="xvfb", window=window) == 5
+    with PreferenceStore(path) as store:
+        assert [label.preference for label in store.labels()] == [
+            Ranking([[2], [0], [1]]),
+            Ranking([[1], [0, 2]]),
+            Ranking([[1, 2], [0]]),
+            Preference.SKIP,
+            Ranking([[0, 1, 2]]),
+        ]
+
+    image, rects = shots[0]  # the first query after "3": clip 3 ranked 1st, a badge above it only
+    pygame.image.save(pygame.surfarray.make_surface(image.transpose(1, 0, 2)), str(tmp_path / "ranking.png"))
+    if os.environ.get("PREFWRAP_SCREENSHOT_RANKING"):
+        shutil.copy(tmp_path / "ranking.png", os.environ["PREFWRAP_SCREENSHOT_RANKING"])
+    for position, (x, y, w, h) in enumerate(rects):
+        clip = np.all(image[y : y + h, x : x + w] == CLIP_COLOURS[position], axis=-1)
+        assert clip.mean() > 0.8  # each clip in its own place, in its colour
+        badge = np.all(image[y - 30 : y, x : x + w] == RANK_COLOUR, axis=-1)
+        assert badge.any() == (position == 2)
 
 
 def test_asynchronous_oracle_labels_in_its_own_process_and_returns_at_once(tmp_path: Path) -> None:

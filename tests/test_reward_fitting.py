@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -212,3 +214,34 @@ def test_progress_is_reported_after_every_epoch() -> None:
     report = fitter.fit(dataset)
     assert [(epoch, epochs) for epoch, epochs, _, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert calls[-1][2] == report.gradient_steps and calls[-1][3] <= report.seconds
+
+
+def test_epoch_labels_bounds_the_work_of_an_epoch_and_its_evaluation() -> None:
+    dataset, _ = labelled_dataset(600)
+    capped = RewardFitter(
+        MlpRewardEnsemble(OBS_DIM, 1, n_members=3), batch_size=10, epochs=2, seed=0, epoch_labels=100
+    )
+    report = capped.fit(dataset)
+    assert report.gradient_steps == 2 * 10  # 100 labels per epoch in batches of 10, not ~600
+    assert 0.5 < report.validation_accuracy <= 1.0
+    everything = RewardFitter(
+        MlpRewardEnsemble(OBS_DIM, 1, n_members=3), batch_size=10, epochs=2, seed=0, epoch_labels=None
+    )
+    assert everything.fit(dataset).gradient_steps > 100
+
+
+def test_evaluating_a_sample_of_labels_matches_evaluating_only_those_labels() -> None:
+    dataset, _ = labelled_dataset(300)
+    fitter = RewardFitter(MlpRewardEnsemble(OBS_DIM, 1, n_members=3), epochs=2, max_seconds=None, seed=0)
+    fitter.fit(dataset)
+    sample = torch.zeros(len(dataset), dtype=torch.bool)
+    sample[::3] = True
+    sampled = fitter._evaluate(dataset.segment_tensors(), dataset.labels(), sample)
+    # the same figures from a dataset holding only the sampled labels, with the same bootstrap counts
+    labels = dataset.labels()
+    counts = labels.counts.clone()
+    counts[~sample] = 0
+    weights = labels.weights * sample
+    masked = dataclasses.replace(labels, counts=counts, weights=weights)
+    expected_train = fitter._evaluate(dataset.segment_tensors(), masked)[0]
+    assert sampled[0] == pytest.approx(expected_train, rel=1e-5)

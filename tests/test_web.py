@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from prefwrap.records import Preference, Query, Segment
+from prefwrap.records import Preference, Query, Ranking, Segment
 from prefwrap.store import PreferenceStore
-from prefwrap.web.agreement import annotator_stats, cohen_kappa, report
+from prefwrap.web.agreement import annotator_stats, cohen_kappa, pair_answers, report
 from prefwrap.web.journal import AnnotationJournal, journal_path
 from prefwrap.web.leases import LeaseTable, is_overlap
 
@@ -44,6 +45,20 @@ def make_store(path: Path, n_queries: int, first_id: int = 0) -> Path:
     return path
 
 
+CLIP_COLOURS = ((40, 90, 200), (210, 110, 40), (60, 170, 90), (160, 90, 210), (40, 170, 180), (220, 80, 140))
+
+
+def make_ranked_store(path: Path, n_queries: int, k: int) -> Path:
+    """A store with ``n_queries`` pending queries of ``k`` segments, clip ``i`` in ``CLIP_COLOURS[i]``."""
+    queries = [
+        Query.of(q, [make_segment(k * q + i, CLIP_COLOURS[i]) for i in range(k)]) for q in range(n_queries)
+    ]
+    with PreferenceStore(path) as store:
+        store.add_queries(queries)
+        store.set_meta("render_fps", "10")
+    return path
+
+
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return make_store(tmp_path / "preferences.sqlite", 6)
@@ -68,6 +83,12 @@ def answer(client: TestClient, sid: str, query_id: int, preference: str = "left"
     return client.post(
         "/api/answer",
         json={"session": sid, "query_id": query_id, "preference": preference, "seconds": seconds},
+    )
+
+
+def rank(client: TestClient, sid: str, query_id: int, ranking: object):
+    return client.post(
+        "/api/answer", json={"session": sid, "query_id": query_id, "ranking": ranking, "seconds": 2.0}
     )
 
 
@@ -282,3 +303,151 @@ def test_human_oracle_web_serves_the_run_store_while_training(store_path: Path) 
     finally:
         oracle.close()
     assert not oracle._session.is_alive()
+
+
+# ------------------------------------------------------------------------------------------- rankings
+
+
+def test_a_ranking_is_stored_and_a_second_opinion_goes_to_the_journal(tmp_path: Path) -> None:
+    path = make_ranked_store(tmp_path / "p.sqlite", 2, 4)
+    client = client_for(path, overlap=1.0)
+    alice, bob = session(client, "alice"), session(client, "bob")
+    query = client.post("/api/next", json={"session": alice}).json()["query"]
+    assert query == {"query_id": 0, "second_opinion": False, "size": 4}
+    response = rank(client, alice, 0, [[2], [3, 0], [1]])
+    assert response.status_code == 200 and response.json()["role"] == "label", response.text
+    assert client.post("/api/next", json={"session": bob}).json()["query"] == {
+        "query_id": 0, "second_opinion": True, "size": 4,
+    }  # fmt: skip
+    assert rank(client, bob, 0, [[2], [0], [1, 3]]).json()["role"] == "second"
+    assert rank(client, bob, 0, [[2], [0], [1, 3]]).json()["duplicate"] is True  # a retry
+    with PreferenceStore(path) as store:
+        (label,) = store.labels()
+        stats = {s.labeler: s for s in annotator_stats(store)}
+    assert (label.preference, label.labeler) == (Ranking([[2], [0, 3], [1]]), "human:alice")
+    journal = AnnotationJournal(journal_path(path))
+    assert [(e.annotator, e.preference, e.role) for e in journal.entries()] == [
+        ("alice", Ranking([[2], [0, 3], [1]]), "label"),
+        ("bob", Ranking([[2], [0], [1, 3]]), "second"),
+    ]
+    journal.close()
+    # 6 pairs; they differ on (0, 3) (tie vs 0 better) and (1, 3) (3 better vs tie): 4 / 6 agree
+    assert stats["human:bob"].n_overlap == 1 and stats["human:bob"].agreement == pytest.approx(4 / 6)
+
+
+def test_a_pairs_ranking_is_stored_as_its_preference(store_path: Path) -> None:
+    client = client_for(store_path)
+    sid = session(client, "alice")
+    assert next_id(client, sid) == 0
+    assert rank(client, sid, 0, [[1], [0]]).status_code == 200
+    with PreferenceStore(store_path) as store:
+        assert [label.preference for label in store.labels()] == [Preference.RIGHT]
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        (
+            {"ranking": [[0], [0, 1]]},
+            400,
+            r"ranking \[\[0\], \[0, 1\]\] is not an ordering of the 3 clips of query 0",
+        ),
+        ({"ranking": [[0], [1]]}, 400, r"list every clip 0 to 2 exactly once.*e\.g\. \[\[2\], \[0, 1\]\]"),
+        ({"ranking": [[0], [1], [3]]}, 400, "not an ordering of the 3 clips"),
+        ({"ranking": [[0], [-1, 1], [2]]}, 400, "not an ordering of the 3 clips"),
+        ({"ranking": [[0], [1], [2], [3]]}, 400, "not an ordering of the 3 clips"),
+        ({"ranking": [[0, 1, 2], []]}, 422, "ranking.1: List should have at least 1 item"),
+        ({"ranking": []}, 422, "ranking: List should have at least 1 item"),
+        ({"ranking": [["0"], [1, 2]]}, 422, "ranking.0.0: Input should be a valid integer"),
+        ({"ranking": [[0.0], [1, 2]]}, 422, "ranking.0.0: Input should be a valid integer"),
+        ({"ranking": "[[0], [1, 2]]"}, 422, "ranking: Input should be a valid list"),
+        ({"ranking": [[0], [1], [2]], "preference": "left"}, 400, "either a preference .* or a ranking"),
+        ({}, 400, "not both and not neither"),
+        ({"preference": "left"}, 400, "'left' answers a pair, but query 0 has 3 clips: send a ranking"),
+        ({"preference": "ranked"}, 400, "preference must be one of left, right, equal, skip"),
+    ],
+)
+def test_malformed_rankings_are_refused_with_one_clear_message(
+    tmp_path: Path, fields: dict[str, object], status: int, message: str
+) -> None:
+    path = make_ranked_store(tmp_path / "p.sqlite", 1, 3)
+    client = client_for(path)
+    sid = session(client, "alice")
+    response = client.post("/api/answer", json={"session": sid, "query_id": 0, "seconds": 1.0, **fields})
+    assert response.status_code == status, response.text
+    assert re.search(message, response.json()["detail"]), response.json()["detail"]
+    with PreferenceStore(path) as store:
+        assert store.n_labels() == 0
+    assert rank(client, sid, 0, [[1], [2, 0]]).status_code == 200  # a valid one after the refusals
+    assert answer(client, session(client, "bob"), 0, "skip").status_code == 409  # answered
+
+
+def test_each_clip_of_a_ranked_query_is_its_own_sheet(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    client = client_for(make_ranked_store(tmp_path / "p.sqlite", 1, 4))
+    for position in range(4):
+        response = client.get(f"/api/clip/0/{position}")
+        assert response.status_code == 200
+        image = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+        assert tuple(image[0, 0]) == CLIP_COLOURS[position]
+    assert client.get("/api/clip/0/left").content == client.get("/api/clip/0/0").content
+    missing = client.get("/api/clip/0/4")
+    assert missing.status_code == 404 and "has 4 clips: 0 to 3" in missing.json()["detail"]
+    assert client.get("/api/clip/0/-1").status_code == 422
+
+
+def test_pair_answers_of_a_ranking_are_hand_computed() -> None:
+    L, R, E = Preference.LEFT, Preference.RIGHT, Preference.EQUAL
+    # ranks: clip 0 -> 1, 1 -> 2, 2 -> 0, 3 -> 1; pairs (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    assert pair_answers(Ranking([[2], [0, 3], [1]])) == [L, R, E, R, R, L]
+    assert pair_answers(Ranking([[0, 1, 2]])) == [E, E, E]
+    assert pair_answers(R) == [R]
+    with pytest.raises(ValueError, match="SKIP"):
+        pair_answers(Preference.SKIP)
+
+
+def test_agreement_counts_the_pairs_of_clips_rankings_order(tmp_path: Path) -> None:
+    path = tmp_path / "p.sqlite"
+    with PreferenceStore(path) as store:
+        ranked = [Query.of(q, [make_segment(3 * q + i, CLIP_COLOURS[i]) for i in range(3)]) for q in range(3)]
+        store.add_queries([*ranked, Query(3, make_segment(9, (0, 0, 0)), make_segment(10, (9, 9, 9)))])
+        firsts = [Ranking([[0], [1], [2]]), Ranking([[2], [1], [0]]), Preference.SKIP, Preference.LEFT]
+        for query_id, first in enumerate(firsts):
+            store.add_label(query_id, first, "human:alice")
+    journal = AnnotationJournal(journal_path(path))
+    seconds = [Ranking([[0], [1, 2]]), Ranking([[2], [1], [0]]), Ranking([[0], [1], [2]]), Preference.RIGHT]
+    for query_id, second in enumerate(seconds):
+        journal.add(query_id, "bob", second, "second", shown_at=0.0, answered_at=2.0)
+    journal.close()
+    with PreferenceStore(path) as store:
+        stats = {s.labeler: s for s in annotator_stats(store)}
+    # query 0: pairs L L L vs L L E (2 of 3); query 1: R R R vs R R R (3 of 3); query 2: a SKIP, left
+    # out; query 3: L vs R (0 of 1). Agreement 5 / 7. Kappa: alice L 4 R 3, bob L 2 E 1 R 4:
+    # p_e = 4/7 * 2/7 + 3/7 * 4/7 = 20/49, p_o = 35/49, kappa = 15/49 / (29/49) = 15/29.
+    for who in ("human:alice", "human:bob"):
+        assert stats[who].n_overlap == 3
+        assert stats[who].agreement == pytest.approx(5 / 7)
+        assert stats[who].kappa == pytest.approx(15 / 29)
+
+
+def test_a_journal_from_before_rankings_is_read_and_extended(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = journal_path(tmp_path / "p.sqlite")
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE answers (seq INTEGER PRIMARY KEY, query_id INTEGER NOT NULL, annotator TEXT NOT NULL, "
+        "preference TEXT NOT NULL, role TEXT NOT NULL CHECK (role IN ('label', 'second')), "
+        "shown_at REAL NOT NULL, answered_at REAL NOT NULL, UNIQUE (query_id, annotator));"
+        "INSERT INTO answers (query_id, annotator, preference, role, shown_at, answered_at) "
+        "VALUES (0, 'alice', 'left', 'label', 1.0, 2.0);"
+    )
+    old.close()
+    journal = AnnotationJournal(path)
+    assert journal.add(1, "alice", Ranking([[1], [0, 2]]), "label")
+    assert [e.preference for e in journal.entries()] == [Preference.LEFT, Ranking([[1], [0, 2]])]
+    assert journal.answer_of(1, "alice").preference == Ranking([[1], [0, 2]])  # type: ignore[union-attr]
+    journal.close()

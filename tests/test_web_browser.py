@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from prefwrap.records import Preference
+from prefwrap.records import Preference, Ranking
 from prefwrap.store import PreferenceStore
 
 pytest.importorskip("fastapi", reason='the web page needs fastapi: pip install "prefwrap[web]"')
@@ -26,7 +26,7 @@ webdriver = pytest.importorskip(
 )
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from test_web import make_store  # noqa: E402
+from test_web import make_ranked_store, make_store  # noqa: E402
 
 from prefwrap.web.server import WebServer  # noqa: E402
 
@@ -239,3 +239,55 @@ def test_kill_9_mid_session_loses_no_acknowledged_label(tmp_path: Path, browser:
         labels = store.labels()
     assert len({label.query_id for label in labels}) == len(labels)  # none answered twice
     assert set(driver.execute_script("return window.prefwrap.saved")) <= {label.query_id for label in labels}
+
+
+def badges(driver: Any) -> list[str | None]:
+    """The rank shown above each clip on the page (``None``: no badge)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#clips .rank')].map((b) => b.hidden ? null : b.textContent)"
+    )
+
+
+def test_three_clips_ranked_by_key_presses_land_in_the_store(
+    tmp_path: Path, browser: Callable[[], Any]
+) -> None:
+    path = make_ranked_store(tmp_path / "preferences.sqlite", 5, 3)
+    server = WebServer(path, port=0, undo_seconds=2).start()
+    sequences = [
+        ["3", "1"],
+        ["2", Keys.SPACE],  # the rest equal
+        ["1", "u", "3", "=", "2"],  # undo a step; 3 and 2 tied best
+        ["2", Keys.ARROW_DOWN],  # skip
+        ["1", "2"],  # complete... then undone below, before it is sent
+    ]
+    try:
+        driver = browser()
+        driver.get(server.url + "?name=alice")
+        for query_id, keys in enumerate(sequences):
+            wait_for(lambda q=query_id: playing(driver) == q, timeout=30, what=f"query {query_id}")
+            assert driver.execute_script("return document.querySelectorAll('#clips canvas').length") == 3
+            for key in keys:
+                ActionChains(driver).send_keys(key).perform()
+                if query_id == 0 and key == "3":  # what the page shows after one key
+                    assert badges(driver) == [None, None, "1st"]
+                    assert driver.find_element("id", "ranking").text == "so far: 3"
+                if query_id == 2 and key == "=":
+                    assert badges(driver) == [None, None, "1st"]
+                    assert driver.find_element("id", "ranking").text == "so far: 3 = ..."
+        ActionChains(driver).send_keys("u").perform()  # the last answer is held: undo gives its query back
+        wait_for(lambda: playing(driver) == 4 and badges(driver) == ["1st", None, None], what="query 4 again")
+        assert "undone" in driver.find_element("id", "last").text
+        ActionChains(driver).send_keys("3").perform()
+        wait_for(lambda: n_labels(path) == 5, what="5 labels in the store")
+    finally:
+        server.stop()
+    with PreferenceStore(path) as store:
+        labels = store.labels()
+    assert {label.query_id: label.preference for label in labels} == {
+        0: Ranking([[2], [0], [1]]),
+        1: Ranking([[1], [0, 2]]),
+        2: Ranking([[1, 2], [0]]),
+        3: Preference.SKIP,
+        4: Ranking([[0], [2], [1]]),
+    }
+    assert {label.labeler for label in labels} == {"human:alice"}

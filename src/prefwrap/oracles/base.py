@@ -14,22 +14,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from prefwrap.records import Preference, Query
+from prefwrap.records import Answer, Query
 
 
 @runtime_checkable
 class Oracle(Protocol):
     """Answers preference queries.
 
-    ``label`` receives a batch of queries and returns one entry per query, in order: a
-    :class:`~prefwrap.records.Preference`, or ``None`` when that query has no answer yet (an
-    asynchronous labeler or a labels file that is still being filled); unanswered queries are
-    asked again later. ``labeler`` names who answers, so mixed human/synthetic data stay apart.
+    ``label`` receives a batch of queries and returns one entry per query, in order: an
+    :data:`~prefwrap.records.Answer` (a :class:`~prefwrap.records.Preference` for a pair, a
+    :class:`~prefwrap.records.Ranking` or ``SKIP`` for a query of more than two segments), or
+    ``None`` when that query has no answer yet (an asynchronous labeler or a labels file that is
+    still being filled); unanswered queries are asked again later. ``labeler`` names who answers,
+    so mixed human/synthetic data stay apart.
     """
 
     labeler: str
 
-    def label(self, queries: Sequence[Query]) -> Sequence[Preference | None]:
+    def label(self, queries: Sequence[Query]) -> Sequence[Answer | None]:
         """Return one answer (or ``None`` = not yet) per query."""
         ...
 
@@ -43,13 +45,13 @@ class OracleContext:
         store_path: The run's preference store (an SQLite file path, ``":memory:"``, or a
             ``postgresql://`` URL: what :class:`~prefwrap.store.PreferenceStore` opens), for oracles
             that label from another process through the store.
-        record_answer: ``record_answer(query, preference)`` stores one answer durably at once, for
+        record_answer: ``record_answer(query, answer)`` stores one answer durably at once, for
             oracles that answer over time (a person): nothing given is lost if the run dies mid-batch.
     """
 
     env_fps: float | None
     store_path: str | os.PathLike[str]
-    record_answer: Callable[[Query, Preference], None]
+    record_answer: Callable[[Query, Answer], None]
 
 
 class BaseOracle:
@@ -67,7 +69,7 @@ class BaseOracle:
     labeler: str = "oracle"
     needs_frames: bool = False
 
-    def label(self, queries: Sequence[Query]) -> Sequence[Preference | None]:
+    def label(self, queries: Sequence[Query]) -> Sequence[Answer | None]:
         """Return one answer (or ``None`` = not yet) per query.
 
         Raises:
@@ -96,7 +98,7 @@ class _ProtocolOracleHooks(BaseOracle):
         self._oracle = oracle
         self.labeler = str(getattr(oracle, "labeler", type(oracle).__name__))
 
-    def label(self, queries: Sequence[Query]) -> Sequence[Preference | None]:
+    def label(self, queries: Sequence[Query]) -> Sequence[Answer | None]:
         return self._oracle.label(queries)
 
 

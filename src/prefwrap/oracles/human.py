@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from prefwrap.clips.frames import clip_frames
 from prefwrap.oracles.base import BaseOracle, OracleContext
 from prefwrap.oracles.labeling_window import LabelingWindow, import_pygame
-from prefwrap.records import Preference, Query
+from prefwrap.records import Answer, Query
 
 if TYPE_CHECKING:
     from prefwrap.store import PreferenceStore
@@ -39,11 +39,15 @@ _IN_MEMORY = ":memory:"
 
 
 class HumanOracle(BaseOracle):
-    """Asks a person, in a pygame window or on a web page, which of two clips is better.
+    """Asks a person, in a pygame window or on a web page, which clip is better or how they rank.
 
     Each query's clips (:func:`~prefwrap.clips.frames.clip_frames`: ``Segment.frames``, else uint8
-    image observations) loop side by side until a key is pressed: left arrow = LEFT is better,
-    right arrow = RIGHT, up or space = EQUAL, down = SKIP (can't tell), ``r`` = replay, Esc or
+    image observations) loop side by side until answered. A pair: left arrow = LEFT is better,
+    right arrow = RIGHT, up or space = EQUAL. A query of ``K > 2`` clips (``query_size=K``) shows
+    them in a grid, numbered from 1, and is ranked best first: the best clip's number, then the next
+    best's, ...; ``=`` ties the next clip with the one ranked last, space ranks all the rest equal,
+    ``u`` undoes a step; the ranking is answered once it is complete (the answer is a
+    :class:`~prefwrap.records.Ranking`). Any query: down = SKIP (can't tell), ``r`` = replay, Esc or
     closing the window = pause. A pause makes :meth:`label` return at once, with ``None`` for the
     queries not answered yet (asked again later); the next call opens the window again.
 
@@ -158,15 +162,18 @@ class HumanOracle(BaseOracle):
         """Show ``text`` (e.g. ``"312 / 1000 labels, 4 queries waiting"``) under the batch progress."""
         self._progress = text
 
-    def label(self, queries: Sequence[Query]) -> list[Preference | None]:
+    def label(self, queries: Sequence[Query]) -> list[Answer | None]:
         """Show each query until answered; return one answer per query, ``None`` after a pause.
+
+        An answer is a :class:`~prefwrap.records.Preference` for a pair, a
+        :class:`~prefwrap.records.Ranking` (or ``SKIP``) for a larger query.
 
         Raises:
             ValueError: A segment cannot be shown (see :func:`~prefwrap.clips.frames.clip_frames`;
                 checked for the whole batch before the window opens), or the oracle is asynchronous
                 and was never connected to a run's store.
         """
-        answers: list[Preference | None] = [None] * len(queries)
+        answers: list[Answer | None] = [None] * len(queries)
         if not queries:
             return answers
         if self.interface == "web":
@@ -180,8 +187,8 @@ class HumanOracle(BaseOracle):
             self._start_session()
             return answers
         for query in queries:  # fail before the window opens, not halfway through the batch
-            clip_frames(query.left, query_id=query.query_id)
-            clip_frames(query.right, query_id=query.query_id)
+            for segment in query.segments:
+                clip_frames(segment, query_id=query.query_id)
         window = self._window()
         for i, query in enumerate(queries):
             progress = f"{i} / {len(queries)} labeled in this batch"

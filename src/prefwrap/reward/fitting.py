@@ -76,6 +76,11 @@ class RewardFitter:
         batch_size: Labels (pairs or rankings) per member per gradient step.
         epochs: Passes over the (bootstrapped) training labels per refit.
         max_seconds: Wall-clock bound per refit; ``None`` for no bound.
+        epoch_labels: Labels per epoch at most: with more, an epoch samples this many (with
+            replacement, from each member's bootstrap) and the losses that adapt the L2 coefficient
+            and the reported accuracy are measured on a random sample of this many, so a refit's cost
+            stops growing with the label count (warm starts keep what earlier fits learned).
+            ``None``: every epoch passes over all labels.
         noise: Assumed fraction of random answers in the Bradley-Terry / Plackett-Luce model.
         l2_coef: Initial L2 coefficient (adapted when ``adapt_l2``).
         adapt_l2: Keep validation/training loss in ``[1.1, 1.5]`` by scaling the L2 coefficient.
@@ -94,6 +99,7 @@ class RewardFitter:
         batch_size: int = 64,
         epochs: int = 5,
         max_seconds: float | None = 30.0,
+        epoch_labels: int | None = 2048,
         noise: float = 0.1,
         l2_coef: float = 1e-4,
         adapt_l2: bool = True,
@@ -101,10 +107,13 @@ class RewardFitter:
     ) -> None:
         if batch_size < 1 or epochs < 1:
             raise ValueError(f"batch_size and epochs must be >= 1, got {batch_size} and {epochs}")
+        if epoch_labels is not None and epoch_labels < 1:
+            raise ValueError(f"epoch_labels must be >= 1 or None, got {epoch_labels}")
         self.model = model
         self.batch_size = batch_size
         self.epochs = epochs
         self.max_seconds = max_seconds
+        self.epoch_labels = epoch_labels
         self.noise = noise
         self.l2_coef = l2_coef
         self.adapt_l2 = adapt_l2
@@ -140,7 +149,10 @@ class RewardFitter:
         self._set_input_statistics(segments)
         in_bag = [np.repeat(np.arange(n_labels), counts[:, m].numpy()) for m in range(counts.shape[1])]
         in_bag = [index if len(index) else np.arange(n_labels) for index in in_bag]
-        steps_per_epoch = max(1, int(np.ceil(max(len(index) for index in in_bag) / self.batch_size)))
+        epoch_size = max(len(index) for index in in_bag)
+        if self.epoch_labels is not None:
+            epoch_size = min(epoch_size, self.epoch_labels)
+        steps_per_epoch = max(1, int(np.ceil(epoch_size / self.batch_size)))
         steps, n_epochs, out_of_time = 0, epochs or self.epochs, False
         self.model.train()
         for epoch in range(n_epochs):
@@ -162,7 +174,8 @@ class RewardFitter:
                 out_of_time = self.max_seconds is not None and time.perf_counter() - start > self.max_seconds
                 if out_of_time:
                     break
-            train_loss, validation_loss, validation_accuracy = self._evaluate(segments, labels)
+            sample = self._evaluation_sample(n_labels)
+            train_loss, validation_loss, validation_accuracy = self._evaluate(segments, labels, sample)
             if self.adapt_l2 and np.isfinite(validation_loss):
                 self._adapt_l2(validation_loss / max(train_loss, 1e-8))
             if self.progress is not None:
@@ -221,13 +234,21 @@ class RewardFitter:
 
     @torch.no_grad()
     def _evaluate(
-        self, segments: dict[str, torch.Tensor], labels: LabelTensors
+        self, segments: dict[str, torch.Tensor], labels: LabelTensors, sample: torch.Tensor | None = None
     ) -> tuple[float, float, float]:
+        """:meth:`evaluate` on the labels where ``sample`` ``(L,)`` is True (``None``: all), scoring
+        only the segments those labels use."""
+        n_segments = len(segments["mask"])
+        scored = None if sample is None else self._rows_of(labels, sample)
         self.model.eval()
-        returns = segment_returns(
-            self.model, segments["observations"], segments["actions"], segments["mask"], segments["absorbing"]
-        )  # (E, S)
+        inputs = [segments[key] for key in ("observations", "actions", "mask", "absorbing")]
+        if scored is None:
+            returns = segment_returns(self.model, *inputs)  # (E, S)
+        else:
+            returns = torch.zeros(self.model.absorbing_reward.shape[0], n_segments)
+            returns[:, scored] = segment_returns(self.model, *(tensor[scored] for tensor in inputs))
         self.model.train()
+        chosen = torch.ones(len(labels.sizes), dtype=torch.bool) if sample is None else sample
         losses = torch.zeros(returns.shape[0], len(labels.sizes))  # (E, L)
         correct = []
         for k, group in labels.groups.items():
@@ -237,10 +258,10 @@ class RewardFitter:
             first, second = torch.triu_indices(k, k, offset=1)
             rank_gap = group.ranks[:, first] - group.ranks[:, second]  # (L_K, pairs): < 0: first better
             agrees = (query_returns[..., first] > query_returns[..., second]) == (rank_gap < 0)
-            held = (labels.counts[at].T == 0)[..., None] & (rank_gap != 0)  # (E, L_K, pairs)
+            held = ((labels.counts[at].T == 0) & chosen[at])[..., None] & (rank_gap != 0)  # (E, L_K, pairs)
             correct.append(agrees[held])
-        weights = labels.counts.T.float() * labels.weights  # (E, L)
-        held_out = labels.counts.T == 0
+        weights = labels.counts.T.float() * labels.weights * chosen  # (E, L)
+        held_out = (labels.counts.T == 0) & chosen
         train_loss = ((losses * weights).sum() / weights.sum().clamp_min(1)).item()
         if not held_out.any():
             return train_loss, float("nan"), float("nan")
@@ -249,6 +270,23 @@ class RewardFitter:
         agreed = torch.cat(correct)
         accuracy = agreed.float().mean().item() if len(agreed) else float("nan")
         return train_loss, validation_loss, accuracy
+
+    @staticmethod
+    def _rows_of(labels: LabelTensors, sample: torch.Tensor) -> torch.Tensor:
+        """The segment rows ``(R,)`` that the sampled labels compare."""
+        rows = [
+            group.rows[labels.index[sample & (labels.sizes == k)]].reshape(-1)
+            for k, group in labels.groups.items()
+        ]
+        return torch.unique(torch.cat(rows))
+
+    def _evaluation_sample(self, n_labels: int) -> torch.Tensor | None:
+        """Up to :attr:`epoch_labels` labels to evaluate on (``None``: all of them, when fewer)."""
+        if self.epoch_labels is None or n_labels <= self.epoch_labels:
+            return None
+        sample = torch.zeros(n_labels, dtype=torch.bool)
+        sample[torch.as_tensor(self._rng.choice(n_labels, self.epoch_labels, replace=False))] = True
+        return sample
 
     def state_dict(self) -> dict[str, Any]:
         """The fitting state a resumed run needs to go on as if never stopped: the weights being

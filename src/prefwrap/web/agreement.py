@@ -1,10 +1,29 @@
 """How each annotator labels: count, speed, and agreement with the others (``prefwrap annotators RUN_DIR``).
 
 Agreement comes from overlap queries (:mod:`prefwrap.web.leases`): the store's label (the first
-answer) against the second answer kept in the annotation journal. A pair where either said SKIP is
+answer) against the second answer kept in the annotation journal. A query where either said SKIP is
 left out: "can't tell" is not a judgement to agree with. Cohen's kappa corrects the raw agreement for
 what two people answering at random with their own answer rates would reach:
-``kappa = (p_o - p_e) / (1 - p_e)``.
+``kappa = (p_o - p_e) / (1 - p_e)`` (Cohen 1960, "A coefficient of agreement for nominal scales").
+
+Rankings (queries of ``K > 2`` clips) are compared pair by pair (:func:`pair_answers`): a ranking
+says, for each of its ``K (K - 1) / 2`` pairs of clips ``i < j``, LEFT (``i`` ranked better), RIGHT
+(``j`` better) or EQUAL (tied), and each pair is one item, agreed on when both annotators' rankings
+say the same of it. A reversed pair and a tie against an order both count as a disagreement, as
+they would between two answers to that pair asked on its own. Why this rule:
+
+- it is the rule for pairs applied to every pair a ranking implies, so a pair query is exactly one
+  item and agreement means the same for every ``K`` ("of the pairs of clips two people judged, the
+  fraction they judged alike"), and kappa keeps its three categories;
+- counting the pairs two rankings order alike is how rankings have been compared since Kendall
+  (1938, "A new measure of rank correlation", Biometrika 30: 81-93): for rankings without ties the
+  agreement ``a`` is Kendall's tau as ``tau = 2 a - 1``; the pairwise view of rankings with ties is
+  Kemeny and Snell's (1962, "Mathematical Models in the Social Sciences", ch. 2);
+- a query of ``K`` clips weighs as much as its ``K (K - 1) / 2`` pairs, which is what its answer
+  tells: one disagreement on one pair of a ranking of 6 counts 1 of 15, not a whole query.
+
+The pairs of one ranking are not independent (an order is transitive), so kappa over them is a
+description of the annotators, not a test statistic.
 """
 
 from __future__ import annotations
@@ -14,11 +33,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prefwrap.records import Preference
+from prefwrap.records import Answer, Preference
 from prefwrap.store import PreferenceStore
 from prefwrap.web.journal import AnnotationJournal, journal_path
 
-__all__ = ["AnnotatorStats", "annotator_stats", "cohen_kappa", "report"]
+__all__ = ["AnnotatorStats", "annotator_stats", "cohen_kappa", "pair_answers", "report"]
 
 MAX_GAP = 300.0
 """Gaps between a labeler's consecutive labels longer than this (s) are breaks, not labeling time."""
@@ -33,8 +52,10 @@ class AnnotatorStats:
         n_labels: Answers given: store labels plus second opinions.
         median_seconds: Median seconds per answer (``nan`` when unknown).
         n_overlap: Overlap queries this labeler and another both answered (SKIPs left out).
-        agreement: Fraction of those where the two answers are the same (``nan`` without any).
-        kappa: Cohen's kappa over those pairs (``nan`` without any, or when undefined).
+        agreement: Fraction of the pairs of clips in those queries (one for a pair query,
+            ``K (K - 1) / 2`` for a ranking, see the module docstring) that both judged alike
+            (``nan`` without any).
+        kappa: Cohen's kappa over those pairs of clips (``nan`` without any, or when undefined).
     """
 
     labeler: str
@@ -73,6 +94,36 @@ def cohen_kappa(first: Sequence[Preference], second: Sequence[Preference]) -> fl
     return (observed - chance) / (1.0 - chance)
 
 
+def pair_answers(answer: Answer) -> list[Preference]:
+    """What an answer says of each pair of its clips ``i < j``, in the order (0, 1), (0, 2), ... (1, 2), ...
+
+    A pair's answer is its one pair; a ranking's pair ``(i, j)`` is LEFT when ``i`` is ranked
+    better, RIGHT when ``j`` is, EQUAL when they are tied.
+
+    Raises:
+        ValueError: ``answer`` is SKIP (it says nothing of any pair).
+
+    Example:
+        >>> from prefwrap.records import Ranking
+        >>> pair_answers(Ranking([[2], [0, 1]]))  # pairs (0, 1), (0, 2), (1, 2)
+        [<Preference.EQUAL: 'equal'>, <Preference.RIGHT: 'right'>, <Preference.RIGHT: 'right'>]
+    """
+    if answer is Preference.SKIP:
+        raise ValueError("SKIP says nothing of any pair of clips")
+    if isinstance(answer, Preference):
+        return [answer]
+    ranks = answer.ranks()
+    return [
+        Preference.LEFT
+        if ranks[i] < ranks[j]
+        else Preference.RIGHT
+        if ranks[i] > ranks[j]
+        else Preference.EQUAL
+        for i in range(answer.size)
+        for j in range(i + 1, answer.size)
+    ]
+
+
 def annotator_stats(store: PreferenceStore) -> list[AnnotatorStats]:
     """Per-labeler statistics of a store and its annotation journal (if the web page wrote one).
 
@@ -103,7 +154,8 @@ def annotator_stats(store: PreferenceStore) -> list[AnnotatorStats]:
         elif label.labeler in last_at and label.created_at - last_at[label.labeler] <= MAX_GAP:
             seconds[label.labeler].append(label.created_at - last_at[label.labeler])  # no page timing: gaps
         last_at[label.labeler] = label.created_at
-    pairs: dict[str, list[tuple[Preference, Preference]]] = defaultdict(list)
+    pairs: dict[str, list[tuple[Preference, Preference]]] = defaultdict(list)  # per pair of clips
+    n_overlap: dict[str, int] = defaultdict(int)
     for entry in entries:
         if entry.role != "second":
             continue
@@ -115,8 +167,11 @@ def annotator_stats(store: PreferenceStore) -> list[AnnotatorStats]:
         other, other_answer = first_answer[entry.query_id]
         if Preference.SKIP in (entry.preference, other_answer):
             continue
-        pairs[labeler].append((entry.preference, other_answer))
-        pairs[other].append((other_answer, entry.preference))
+        mine, theirs = pair_answers(entry.preference), pair_answers(other_answer)
+        pairs[labeler].extend(zip(mine, theirs, strict=True))
+        pairs[other].extend(zip(theirs, mine, strict=True))
+        n_overlap[labeler] += 1
+        n_overlap[other] += 1
     stats = []
     for labeler, n in counts.items():
         mine = pairs.get(labeler, [])
@@ -125,7 +180,7 @@ def annotator_stats(store: PreferenceStore) -> list[AnnotatorStats]:
                 labeler=labeler,
                 n_labels=n,
                 median_seconds=statistics.median(seconds[labeler]) if seconds[labeler] else float("nan"),
-                n_overlap=len(mine),
+                n_overlap=n_overlap[labeler],
                 agreement=sum(a == b for a, b in mine) / len(mine) if mine else float("nan"),
                 kappa=cohen_kappa([a for a, _ in mine], [b for _, b in mine]),
             )
@@ -150,8 +205,8 @@ def report(store: PreferenceStore) -> str:
             f"{_number(100 * s.agreement, '.0f', '%'):>6} {_number(s.kappa, '.2f'):>6}"
         )
     lines.append(
-        "overlap: queries two annotators answered (SKIPs left out); training uses the first answer, "
-        "the second only measures agreement."
+        "overlap: queries two annotators answered (SKIPs left out); agree and kappa count each pair of "
+        "clips a ranking orders; training uses the first answer, the second only measures agreement."
     )
     return "\n".join(lines)
 

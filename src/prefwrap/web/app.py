@@ -8,16 +8,22 @@ Endpoints (JSON unless said otherwise; every ``/api`` call needs the token when 
 ``GET /``                   the page (``static/index.html``); ``/static/*`` its script and style
 ``POST /api/session``       ``{"name"}`` -> ``{"session", "annotator", "labeler"}``
 ``GET /api/status``         ``?session=`` -> labels, queries waiting, this annotator's count, message
-``POST /api/next``          ``{"session"}`` -> ``{"query": {"query_id", "second_opinion"} | null}``
-``GET /api/clip/{id}/{s}``  the clip ``s`` (``left``/``right``) as a sprite sheet; layout in headers
-``POST /api/answer``        ``{"session", "query_id", "preference", "seconds"}`` -> ``{"saved": true, ...}``
+``POST /api/next``          ``{"session"}`` -> ``{"query": {"query_id", "second_opinion", "size"} | null}``
+``GET /api/clip/{id}/{c}``  clip ``c`` (``0`` to ``size - 1``; ``left``/``right`` = 0/1) as a
+                            sprite sheet; its layout in headers
+``POST /api/answer``        ``{"session", "query_id", "preference" | "ranking", "seconds"}`` ->
+                            ``{"saved": true, ...}``
 ``POST /api/heartbeat``     ``{"session"}``: keeps the page's leases
 ``POST /api/release``       ``{"session", "query_id"}``: the page will not show that query
 ``POST /api/leave``         ``{"session"}``: the tab closes, its queries go back to the others
 ==========================  ================================================================
 
+An answer is ``"preference"``: ``"left"``, ``"right"``, ``"equal"`` (a pair) or ``"skip"`` (any
+query), or ``"ranking"``: the query's clips in groups of equally good ones, best group first, e.g.
+``[[2], [0, 3], [1]]`` (2 best, 0 and 3 tied, 1 worst); every clip ``0..size-1`` exactly once.
+
 Errors are 4xx with ``{"detail": "<what was wrong>"}``: 400/422 malformed, 401 token, 404 unknown
-query, 409 taken or answered, 410 unknown session, 413 body over :data:`MAX_BODY` bytes.
+query or clip, 409 taken or answered, 410 unknown session, 413 body over :data:`MAX_BODY` bytes.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' body models from live annotations
@@ -29,15 +35,16 @@ import secrets
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
+from prefwrap.records import MAX_QUERY_SIZE
 from prefwrap.web.clips import ClipCache
 from prefwrap.web.service import LabelingService, RequestError
 
 __all__ = ["MAX_BODY", "create_app", "require_web"]
 
 MAX_BODY = 4096
-"""Largest request body in bytes: every valid request is under 200."""
+"""Largest request body in bytes: every valid request is under 300."""
 
 STATIC = Path(__file__).with_name("static")
 _MAX_ID = 2**62  # SQLite integers are 64-bit: a larger id would be an OverflowError, not a 404
@@ -87,7 +94,7 @@ def create_app(
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
     if not 0 <= undo_seconds <= 60:
         raise ValueError(f"undo_seconds must be in [0, 60], got {undo_seconds}")
@@ -133,8 +140,11 @@ def create_app(
     class QueryRef(SessionRef):
         query_id: int = Field(ge=0, le=_MAX_ID, strict=True)
 
+    Group = Annotated[list[StrictInt], Field(min_length=1, max_length=MAX_QUERY_SIZE)]
+
     class AnswerBody(QueryRef):
-        preference: str = Field(max_length=16)
+        preference: str | None = Field(default=None, max_length=16)
+        ranking: list[Group] | None = Field(default=None, min_length=1, max_length=MAX_QUERY_SIZE)
         seconds: float = Field(ge=0, le=1e6, allow_inf_nan=False)
 
     @contextlib.asynccontextmanager
@@ -194,11 +204,19 @@ def create_app(
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # errors surface in /clip
         return {"query": query}
 
-    @app.get("/api/clip/{query_id}/{side}")
-    async def clip(query_id: int, side: Literal["left", "right"]) -> Any:
+    @app.get("/api/clip/{query_id}/{position}")
+    async def clip(query_id: int, position: str) -> Any:
+        index = {"left": 0, "right": 1}.get(position, int(position) if position.isdecimal() else -1)
+        if index < 0:
+            raise RequestError(422, f"a clip is a number from 0 (or left, right), got {position!r}")
         if not 0 <= query_id <= _MAX_ID:
             raise RequestError(404, f"query {query_id} is not in this run's store")
-        sheet = (await sheets(query_id))[0 if side == "left" else 1]
+        query_sheets = await sheets(query_id)
+        if index >= len(query_sheets):
+            raise RequestError(
+                404, f"query {query_id} has {len(query_sheets)} clips: 0 to {len(query_sheets) - 1}"
+            )
+        sheet = query_sheets[index]
         headers = {
             "X-Frames": str(sheet.n_frames),
             "X-Columns": str(sheet.columns),
@@ -210,7 +228,9 @@ def create_app(
 
     @app.post("/api/answer")
     async def answer(body: AnswerBody) -> Any:
-        result = await on_store(service.answer, body.session, body.query_id, body.preference, body.seconds)
+        result = await on_store(
+            service.answer, body.session, body.query_id, body.preference, body.seconds, body.ranking
+        )
         return {**result, **(await on_store(service.status, body.session))}
 
     @app.post("/api/heartbeat")

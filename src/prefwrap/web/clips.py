@@ -1,11 +1,12 @@
 """A query's clips as images a browser plays: one sprite sheet per clip, cached.
 
-Why frames and not an MP4/WebM per clip: the page draws both clips on canvases from one clock, so
-they loop exactly in sync, frame by frame (two ``<video>`` elements drift apart after a few loops
-and restart at different moments); a replay or the next query starts in the same animation frame,
-with no decoder to warm up; and any browser shows a PNG, where H.264 support depends on how the
-browser was built. The frames are :func:`~prefwrap.clips.frames.clip_frames` of each segment, the
-same the pygame window and the exports show.
+Why frames and not an MP4/WebM per clip: the page draws a query's clips (two, or up to six for a
+ranking) on canvases from one clock, so they loop exactly in sync, frame by frame (``<video>``
+elements drift apart after a few loops and restart at different moments); a replay or the next
+query starts in the same animation frame, with no decoder to warm up; and any browser shows a PNG,
+where H.264 support depends on how the browser was built. The frames are
+:func:`~prefwrap.clips.frames.clip_frames` of each segment, the same the pygame window and the
+exports show.
 
 A sheet is a grid of ``columns`` frames per row, left to right then top to bottom. PNG (lossless:
 thin lines of classic-control renders stay sharp) unless that is large, then JPEG.
@@ -101,19 +102,19 @@ class ClipCache:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
         self.max_bytes = int(max_bytes)
-        self._sheets: OrderedDict[int, tuple[SpriteSheet, SpriteSheet]] = OrderedDict()
+        self._sheets: OrderedDict[int, tuple[SpriteSheet, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, query_id: int) -> tuple[SpriteSheet, SpriteSheet] | None:
-        """The cached (left, right) sheets of a query, or ``None``."""
+    def get(self, query_id: int) -> tuple[SpriteSheet, ...] | None:
+        """The cached sheets of a query, one per segment in display order, or ``None``."""
         with self._lock:
             sheets = self._sheets.get(query_id)
             if sheets is not None:
                 self._sheets.move_to_end(query_id)
             return sheets
 
-    def put(self, query: Query) -> tuple[SpriteSheet, SpriteSheet]:
-        """Encode (once) and cache the two clips of a query loaded with its frames.
+    def put(self, query: Query) -> tuple[SpriteSheet, ...]:
+        """Encode (once) and cache the clips of a query loaded with its frames, in display order.
 
         Raises:
             ValueError: A segment cannot be shown (see :func:`~prefwrap.clips.frames.clip_frames`).
@@ -121,10 +122,7 @@ class ClipCache:
         cached = self.get(query.query_id)
         if cached is not None:
             return cached
-        sheets = (
-            sprite_sheet(clip_frames(query.left, query_id=query.query_id)),
-            sprite_sheet(clip_frames(query.right, query_id=query.query_id)),
-        )
+        sheets = tuple(sprite_sheet(clip_frames(s, query_id=query.query_id)) for s in query.segments)
         with self._lock:
             self._sheets[query.query_id] = sheets
             while len(self._sheets) > 1 and self._size() > self.max_bytes:
@@ -132,4 +130,4 @@ class ClipCache:
         return sheets
 
     def _size(self) -> int:
-        return sum(len(left.data) + len(right.data) for left, right in self._sheets.values())
+        return sum(len(sheet.data) for sheets in self._sheets.values() for sheet in sheets)

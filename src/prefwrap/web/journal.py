@@ -4,7 +4,9 @@ The preference store keeps one label per query, which is what training uses. Peo
 needs more: how long each answer took, and the second answer to a query shown to two annotators on
 purpose (overlap). Both live here, in a small SQLite file of its own next to the store
 (``preferences.sqlite`` -> ``preferences.annotations.sqlite``), so the store's schema stays the
-store's. Like the store it is append-only, committed and fsynced per answer.
+store's. Like the store it is append-only, committed and fsynced per answer, and like the store's
+``labels`` table it keeps a ranking as ``preference = 'ranked'`` with the ranking's JSON in
+``ranking`` (a journal from before rankings gets that column when it is opened).
 
 Roles:
 
@@ -20,8 +22,9 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from prefwrap.records import Preference
+from prefwrap.records import Answer, Preference, Ranking
 
 __all__ = ["AnnotationJournal", "JournalEntry", "journal_path"]
 
@@ -31,6 +34,7 @@ CREATE TABLE IF NOT EXISTS answers (
     query_id INTEGER NOT NULL,
     annotator TEXT NOT NULL,
     preference TEXT NOT NULL,
+    ranking TEXT,
     role TEXT NOT NULL CHECK (role IN ('label', 'second')),
     shown_at REAL NOT NULL,
     answered_at REAL NOT NULL,
@@ -52,7 +56,8 @@ class JournalEntry:
     Attributes:
         query_id: The answered query.
         annotator: The name the person entered (the store's labeler is ``human:<annotator>``).
-        preference: The answer.
+        preference: The answer: a :class:`~prefwrap.records.Preference` for a pair or a skip, a
+            :class:`~prefwrap.records.Ranking` for a larger query.
         role: ``"label"`` (it is the store's label) or ``"second"`` (second opinion on an overlap query).
         shown_at: Unix time at which the page had both clips (the clock of thinking time starts).
         answered_at: Unix time at which the server received the answer.
@@ -60,7 +65,7 @@ class JournalEntry:
 
     query_id: int
     annotator: str
-    preference: Preference
+    preference: Answer
     role: str
     shown_at: float
     answered_at: float
@@ -91,12 +96,15 @@ class AnnotationJournal:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(answers)")}
+        if "ranking" not in columns:  # a journal written before rankings: its rows are all pairs
+            self._conn.execute("ALTER TABLE answers ADD COLUMN ranking TEXT")
 
     def add(
         self,
         query_id: int,
         annotator: str,
-        preference: Preference,
+        preference: Answer,
         role: str,
         *,
         shown_at: float | None = None,
@@ -112,9 +120,17 @@ class AnnotationJournal:
         now = time.time() if answered_at is None else answered_at
         try:
             self._conn.execute(
-                "INSERT INTO answers (query_id, annotator, preference, role, shown_at, answered_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (query_id, annotator, preference.value, role, now if shown_at is None else shown_at, now),
+                "INSERT INTO answers (query_id, annotator, preference, ranking, role, shown_at, answered_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    query_id,
+                    annotator,
+                    preference.value,
+                    preference.to_json() if isinstance(preference, Ranking) else None,
+                    role,
+                    now if shown_at is None else shown_at,
+                    now,
+                ),
             )
         except sqlite3.IntegrityError:  # UNIQUE(query_id, annotator): a retried request, not a new answer
             return False
@@ -122,10 +138,8 @@ class AnnotationJournal:
 
     def entries(self) -> list[JournalEntry]:
         """All answers in arrival order."""
-        rows = self._conn.execute(
-            "SELECT query_id, annotator, preference, role, shown_at, answered_at FROM answers ORDER BY seq"
-        ).fetchall()
-        return [JournalEntry(q, a, Preference(p), r, s, t) for q, a, p, r, s, t in rows]
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM answers ORDER BY seq").fetchall()
+        return [_entry(row) for row in rows]
 
     def has_second(self, query_id: int) -> bool:
         """Whether an overlap query already has its second answer."""
@@ -137,12 +151,20 @@ class AnnotationJournal:
     def answer_of(self, query_id: int, annotator: str) -> JournalEntry | None:
         """This annotator's answer to a query, if any."""
         row = self._conn.execute(
-            "SELECT query_id, annotator, preference, role, shown_at, answered_at FROM answers "
-            "WHERE query_id = ? AND annotator = ?",
-            (query_id, annotator),
+            f"SELECT {_COLUMNS} FROM answers WHERE query_id = ? AND annotator = ?", (query_id, annotator)
         ).fetchone()
-        return None if row is None else JournalEntry(row[0], row[1], Preference(row[2]), *row[3:])
+        return None if row is None else _entry(row)
 
     def close(self) -> None:
         """Close the file; every answer is already committed."""
         self._conn.close()
+
+
+_COLUMNS = "query_id, annotator, preference, ranking, role, shown_at, answered_at"
+
+
+def _entry(row: tuple[Any, ...]) -> JournalEntry:
+    """A journal row (:data:`_COLUMNS`) as an entry."""
+    query_id, annotator, preference, ranking, role, shown_at, answered_at = row
+    answer = Preference(preference) if ranking is None else Ranking.parse(ranking)
+    return JournalEntry(query_id, annotator, answer, role, shown_at, answered_at)

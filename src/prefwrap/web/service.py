@@ -12,10 +12,11 @@ import re
 import secrets
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefwrap.records import Preference, Query
+from prefwrap.records import Answer, Preference, Query, Ranking
 from prefwrap.store import AlreadyLabeledError, PreferenceStore, UnknownQueryError
 from prefwrap.web.journal import AnnotationJournal, journal_path
 from prefwrap.web.leases import LeaseTable, is_overlap
@@ -123,7 +124,8 @@ class LabelingService:
         """Lease one more query to a page: a second opinion if one is waiting, else the oldest pending.
 
         Returns:
-            ``{"query_id", "second_opinion"}``, or ``None`` when nothing is available for this page.
+            ``{"query_id", "second_opinion", "size"}`` (``size``: the query's number of clips,
+            ``K``), or ``None`` when nothing is available for this page.
 
         Raises:
             RequestError: 410 if the session is unknown.
@@ -139,10 +141,11 @@ class LabelingService:
                 and query_id not in taken
                 and self.leases.claim(session, query_id, second_opinion=True)
             ):
-                return {"query_id": query_id, "second_opinion": True}
+                size = self.store.query(query_id, with_frames=False).size
+                return {"query_id": query_id, "second_opinion": True, "size": size}
         for query in self.store.pending_queries(with_frames=False):
             if query.query_id not in taken and self.leases.claim(session, query.query_id):
-                return {"query_id": query.query_id, "second_opinion": False}
+                return {"query_id": query.query_id, "second_opinion": False, "size": query.size}
         return None
 
     def query_with_frames(self, query_id: int) -> Query:
@@ -156,28 +159,47 @@ class LabelingService:
         except UnknownQueryError:
             raise RequestError(404, f"query {query_id} is not in this run's store") from None
 
-    def answer(self, session: str, query_id: int, preference: str, seconds: float) -> dict[str, Any]:
+    def answer(
+        self,
+        session: str,
+        query_id: int,
+        preference: str | None,
+        seconds: float,
+        ranking: Sequence[Sequence[int]] | None = None,
+    ) -> dict[str, Any]:
         """Record a page's answer; it is committed (store or journal) before this returns.
+
+        Args:
+            session: The page's session.
+            query_id: The query answered.
+            preference: ``"left"``, ``"right"``, ``"equal"`` (a pair) or ``"skip"`` (any query);
+                ``None`` when ``ranking`` is given.
+            seconds: How long the annotator looked at the query.
+            ranking: The query's clips (positions from 0) in groups, best group first, e.g.
+                ``[[2], [0, 3], [1]]``; ``None`` when ``preference`` is given. A ranking of a pair
+                is stored as the preference it means.
 
         Returns:
             ``{"saved": True, "role": "label" | "second", "duplicate": bool, "query_id": int}``;
             ``duplicate`` is true for a retried request whose answer was stored the first time.
 
         Raises:
-            RequestError: 400 for a bad answer or time, 404 for an unknown query, 409 for a query
-                another page holds or another annotator answered, 410 for an unknown session.
+            RequestError: 400 for a bad answer (neither or both of ``preference`` and ``ranking``,
+                an unknown preference, a pair's preference for a larger query, or a ranking that
+                does not list each of the query's clips exactly once) or time, 404 for an unknown
+                query, 409 for a query another page holds or another annotator answered, 410 for an
+                unknown session.
         """
         me = self._session(session)
-        try:
-            answer = Preference(preference)
-        except ValueError:
-            raise RequestError(
-                400, f"preference must be one of left, right, equal, skip; got {preference!r}"
-            ) from None
         if not (isinstance(seconds, int | float) and 0 <= seconds < float("inf")):
             raise RequestError(400, f"seconds must be a non-negative number, got {seconds!r}")
-        if not self.store.has_label(query_id):
-            self.check_query(query_id)
+        if (preference is None) == (ranking is None):
+            raise RequestError(
+                400,
+                "send either a preference (left, right, equal, skip) or a ranking (the clips in groups, "
+                "best first, e.g. [[2], [0, 1]]), not both and not neither",
+            )
+        answer = _parse_answer(preference, ranking, query_id, self._query_size(query_id))
         lease = self.leases.holder(query_id)
         if lease is not None and lease.session != session:
             raise RequestError(409, f"query {query_id} is shown to another annotator")
@@ -211,14 +233,14 @@ class LabelingService:
         self.leases.release(session, query_id)
         return {"saved": True, "role": role, "duplicate": False, "query_id": query_id}
 
-    def check_query(self, query_id: int) -> None:
-        """Raise 404 unless the query is stored (reads no frames).
+    def _query_size(self, query_id: int) -> int:
+        """The number of clips of a stored query (reads no frames).
 
         Raises:
             RequestError: 404 if no such query is stored.
         """
         try:
-            self.store.query(query_id, with_frames=False)
+            return self.store.query(query_id, with_frames=False).size
         except UnknownQueryError:
             raise RequestError(404, f"query {query_id} is not in this run's store") from None
 
@@ -269,7 +291,7 @@ class LabelingService:
             return "Training: waiting for the first queries..."
         return f"Training: the first queries come in about {max(due - now, 0):,} steps."
 
-    def _stored_by(self, query_id: int, labeler: str, answer: Preference) -> bool:
+    def _stored_by(self, query_id: int, labeler: str, answer: Answer) -> bool:
         """Whether the store's label of a query is this labeler's answer (a full read: rare path)."""
         return any(
             x.query_id == query_id and x.labeler == labeler and x.preference == answer
@@ -282,3 +304,40 @@ class LabelingService:
             raise RequestError(410, "unknown session (the server restarted?): enter your name again")
         found.last_seen = self._clock()
         return found
+
+
+def _parse_answer(
+    preference: str | None, ranking: Sequence[Sequence[int]] | None, query_id: int, size: int
+) -> Answer:
+    """The answer a page sent for query ``query_id`` of ``size`` clips (exactly one of the two given).
+
+    Raises:
+        RequestError: 400 with what was wrong and what a right answer looks like.
+    """
+    example = f"[[{size - 1}], [{', '.join(str(p) for p in range(size - 1))}]]"
+    if ranking is not None:
+        try:
+            answer = Ranking(ranking)
+        except (ValueError, TypeError):
+            answer = None
+        if answer is None or answer.size != size:
+            raise RequestError(
+                400,
+                f"ranking {[list(group) for group in ranking]} is not an ordering of the {size} clips of "
+                f"query {query_id}: list every clip 0 to {size - 1} exactly once, in groups of equally "
+                f"good clips, best group first (e.g. {example})",
+            )
+        return answer.as_preference() if size == 2 else answer  # pairs are stored as Preference
+    try:
+        answer = Preference(preference)
+    except ValueError:
+        raise RequestError(
+            400, f"preference must be one of left, right, equal, skip; got {preference!r}"
+        ) from None
+    if answer is not Preference.SKIP and size != 2:
+        raise RequestError(
+            400,
+            f"{answer.value!r} answers a pair, but query {query_id} has {size} clips: send a ranking "
+            f"(e.g. {example}) or 'skip'",
+        )
+    return answer

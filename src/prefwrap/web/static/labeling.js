@@ -1,5 +1,6 @@
 // prefwrap labeling page. Plain JS, no build step, no network but the server it came from.
-// Protocol: see prefwrap/web/app.py. The page holds at most three leases: the query on screen, the
+// Protocol: see prefwrap/web/app.py. A query shows its K clips (2 to 6) in a grid; a pair is answered
+// with the arrow keys, a larger query ranked by number keys (ranking.js). The page holds at most three leases: the query on screen, the
 // next one (already loaded, so it plays the moment an answer is given) and the previous one while its
 // answer can still be undone. An answer is sent when its undo window ends or at the next answer, and
 // "saved" is shown only once the server says it is committed.
@@ -7,13 +8,13 @@
 
 const params = new URLSearchParams(location.search);
 const token = params.get("token") || "";
-const ANSWER_TEXT = { left: "LEFT is better", right: "RIGHT is better", equal: "EQUAL", skip: "SKIP (can't tell)" };
-const KEYS = { ArrowLeft: "left", ArrowRight: "right", ArrowUp: "equal", " ": "equal", ArrowDown: "skip" };
+const KEYS = { ArrowUp: "rest", " ": "rest", ArrowDown: "skip", "=": "tie", u: "undo", U: "undo", Backspace: "undo" };
+const PAIR_ARROWS = { ArrowLeft: 0, ArrowRight: 1 };
 
 const state = {
   session: null, annotator: null, fps: 20, undoSeconds: 4, leaseSeconds: 60,
-  current: null, shownAt: 0, startedAt: 0, queue: [], filling: false, pending: null, paused: false,
-  noMore: false, answered: new Set(),
+  current: null, entry: null, latest: null, shownAt: 0, startedAt: 0, queue: [], filling: false, pending: null,
+  paused: false, noMore: false, answered: new Set(),
 };
 // read by tests and benchmarks/web_labeling.py
 window.prefwrap = { state, latencies: [], saved: [], answerAt: null };
@@ -60,11 +61,11 @@ async function withSession(call) {
 
 // -- queries and clips -----------------------------------------------------------------------------------
 
-async function loadClip(queryId, side) {
-  const response = await fetch(`/api/clip/${queryId}/${side}?token=${encodeURIComponent(token)}`);
+async function loadClip(queryId, position) {
+  const response = await fetch(`/api/clip/${queryId}/${position}?token=${encodeURIComponent(token)}`);
   if (!response.ok) {
     const data = await response.json().catch(() => ({}));
-    throw new Error(data.detail || `clip ${side} of query ${queryId}: ${response.status}`);
+    throw new Error(data.detail || `clip ${position + 1} of query ${queryId}: ${response.status}`);
   }
   const header = (name) => Number(response.headers.get(name));
   const bitmap = await createImageBitmap(await response.blob());
@@ -86,8 +87,9 @@ async function fill() {
         break;
       }
       try {
-        const [left, right] = await Promise.all([loadClip(id, "left"), loadClip(id, "right")]);
-        state.queue.push({ id, left, right });
+        const positions = [...Array(data.query.size || 2).keys()];
+        const clips = await Promise.all(positions.map((position) => loadClip(id, position)));
+        state.queue.push({ id, clips });
       } catch (error) {
         showMessage(`Query ${id} cannot be shown: ${error.message}`);
         api("POST", "/api/release", { session: state.session, query_id: id }).catch(() => {});
@@ -103,15 +105,14 @@ async function fill() {
   if (!state.current) showWaiting();
 }
 
-function advance() {
+function advance(entry = null) {
   state.current = state.queue.shift() || null;
-  if (!state.current) { showWaiting(); return; }
-  for (const side of ["left", "right"]) {
-    const clip = state.current[side];
-    const canvas = $(side);
-    if (canvas.width !== clip.w || canvas.height !== clip.h) { canvas.width = clip.w; canvas.height = clip.h; }
-  }
+  state.entry = null;
+  if (!state.current) { showEntry(); showWaiting(); return; }
+  state.entry = entry || new RankingEntry(state.current.clips.length);
+  buildClips(state.current);
   fitCanvases();
+  showEntry();
   $("message").hidden = true;
   document.body.dataset.queryId = String(state.current.id);
   state.startedAt = performance.now();
@@ -120,36 +121,69 @@ function advance() {
   fill();
 }
 
-// Scale both clips by one factor so that they fill the room left by the header and the buttons.
+// One section per clip: its number (a pair's: LEFT, RIGHT), the rank it got so far, the canvas, a bar.
+function buildClips(query) {
+  const pair = query.clips.length === 2;
+  const sections = query.clips.map((clip, position) => {
+    const section = document.createElement("section");
+    section.className = `clip c${position}`;
+    section.dataset.position = String(position);
+    section.innerHTML = `<div class="tags"><span class="tag"></span><span class="rank" hidden></span></div>
+      <canvas></canvas><div class="bar"><div></div></div>`;
+    section.querySelector(".tag").textContent = pair ? ["LEFT", "RIGHT"][position] : String(position + 1);
+    section.querySelector("canvas").width = clip.w;
+    section.querySelector("canvas").height = clip.h;
+    section.addEventListener("click", () => act("place", position));
+    return section;
+  });
+  $("clips").replaceChildren(...sections);
+  document.body.classList.toggle("ranking", !pair);
+  $("last-key").textContent = String(query.clips.length);
+  $("title").textContent = pair ? "Which clip is better?" : "Rank the clips: the best one's number first";
+}
+
+// Scale all clips by one factor, as large as the room left by the header and the buttons allows; a
+// pair side by side, more clips in the grid (rows x columns) that shows them largest.
 function fitCanvases() {
   const query = state.current;
   if (!query) return;
-  const room = $("left").parentElement.clientWidth;
-  const roomHeight = Math.max(120, window.innerHeight - 256);
-  const w = Math.max(query.left.w, query.right.w), h = Math.max(query.left.h, query.right.h);
-  const scale = Math.min(room / w, roomHeight / h);
-  for (const side of ["left", "right"]) {
-    $(side).style.width = `${Math.floor(query[side].w * scale)}px`;
-    $(side).style.height = `${Math.floor(query[side].h * scale)}px`;
-    $(side).style.imageRendering = scale >= 1 ? "pixelated" : "auto";  // crisp when enlarged, smooth when shrunk
-    $(`${side}-bar`).parentElement.style.width = $(side).style.width;
+  const k = query.clips.length;
+  const w = Math.max(...query.clips.map((clip) => clip.w)), h = Math.max(...query.clips.map((clip) => clip.h));
+  const gap = 16, chrome = 56;  // per clip: its tag row above, its bar below
+  const roomW = $("clips").parentElement.clientWidth - 40;
+  const roomH = Math.max(160, window.innerHeight - $("header").offsetHeight - $("footer").offsetHeight - 24);
+  let best = { scale: 0, columns: k };
+  for (const columns of k === 2 ? [2] : [k <= 3 ? k : Math.ceil(k / 2), ...Array.from({ length: k - 1 }, (_, i) => i + 2)]) {
+    const rows = Math.ceil(k / columns);
+    const scale = Math.min((roomW - (columns - 1) * gap) / columns / w, (roomH - rows * chrome - (rows - 1) * gap) / rows / h);
+    if (scale > best.scale) best = { scale, columns };
+  }
+  const width = Math.max(40, Math.floor(w * best.scale));
+  $("clips").style.maxWidth = `${best.columns * width + (best.columns - 1) * gap}px`;
+  for (const [position, section] of [...$("clips").children].entries()) {
+    const canvas = section.querySelector("canvas");
+    const clip = query.clips[position];
+    canvas.style.width = `${Math.floor((clip.w * width) / w)}px`;
+    canvas.style.height = `${Math.floor((clip.h * width) / w)}px`;
+    canvas.style.imageRendering = best.scale >= 1 ? "pixelated" : "auto";  // crisp when enlarged, smooth when shrunk
+    section.style.width = `${width}px`;
   }
 }
 window.addEventListener("resize", fitCanvases);
 
-// One clock for both canvases: they show the same frame index, and a shorter clip holds its last frame.
+// One clock for all canvases: they show the same frame index, and a shorter clip holds its last frame.
 function draw(now) {
   const query = state.current;
   if (query && !state.paused) {
-    const period = Math.max(query.left.n, query.right.n);
+    const period = Math.max(...query.clips.map((clip) => clip.n));
     const index = Math.floor(((now - state.startedAt) * state.fps) / 1000) % period;
-    for (const side of ["left", "right"]) {
-      const clip = query[side];
+    for (const [position, section] of [...$("clips").children].entries()) {
+      const clip = query.clips[position];
       const frame = Math.min(index, clip.n - 1);
       const sx = (frame % clip.columns) * clip.w;
       const sy = Math.floor(frame / clip.columns) * clip.h;
-      $(side).getContext("2d").drawImage(clip.bitmap, sx, sy, clip.w, clip.h, 0, 0, clip.w, clip.h);
-      $(`${side}-bar`).style.width = `${(100 * (index + 1)) / period}%`;
+      section.querySelector("canvas").getContext("2d").drawImage(clip.bitmap, sx, sy, clip.w, clip.h, 0, 0, clip.w, clip.h);
+      section.querySelector(".bar div").style.width = `${(100 * (index + 1)) / period}%`;
     }
     if (!state.firstFrameDrawn) {
       state.firstFrameDrawn = true;
@@ -163,23 +197,57 @@ function draw(now) {
   requestAnimationFrame(draw);
 }
 
+// The ranks given so far, above each clip, and the ranking (or why the last key did nothing) below.
+function showEntry() {
+  const entry = state.entry;
+  $("undo").hidden = !(state.pending || (entry && entry.steps));
+  if (!entry) return;
+  for (const [position, section] of [...$("clips").children].entries()) {
+    const rank = entry.rankOf(position);
+    const badge = section.querySelector(".rank");
+    badge.hidden = rank === null;
+    badge.textContent = rank === null ? "" : ordinal(rank + 1) + (entry.isTied(position) ? " (tie)" : "");
+    section.classList.toggle("ranked", rank !== null);
+  }
+  $("ranking").textContent = entry.notice || (entry.groups.length ? `so far: ${entry.text()}` : "\u00a0");
+  $("ranking").className = entry.notice ? "notice" : "";
+}
+
 // -- answers, undo ----------------------------------------------------------------------------------------
 
-function answer(preference) {
+// One key press or click: a step of the ranking on screen, or the answer once it is complete.
+function act(action, position = -1) {
+  if (action === "undo") { undo(); return; }
+  const entry = state.entry;
+  if (!state.current || !entry || state.paused) return;
+  const before = entry.copy();  // what undo gives back if this step completes the answer
+  let done = null;
+  if (action === "skip") done = { preference: "skip" };
+  else if (action === "rest") done = entry.restEqual();
+  else if (action === "tie") entry.tie();
+  else done = entry.place(position);
+  if (done) submit(done, before);
+  else showEntry();
+}
+
+function submit(answer, before) {
   const query = state.current;
-  if (!query || state.paused) return;
   window.prefwrap.answerAt = performance.now();
   flushPending();  // only the latest answer can be undone
-  const held = { query, preference, seconds: (performance.now() - state.shownAt) / 1000 };
+  const held = { query, answer, before, seconds: (performance.now() - state.shownAt) / 1000 };
   state.answered.add(query.id);
   state.pending = held;
+  state.latest = held;
   if (state.undoSeconds > 0) {
     held.timer = setTimeout(flushPending, state.undoSeconds * 1000);
-    showLast(`last answer: ${ANSWER_TEXT[preference]} (query ${query.id}), saving...`, "held");
-    $("undo").hidden = false;
+    showLast(`last answer: ${answerText(answer)} (query ${query.id}), saving...`, "held");
   }
   advance();
   if (state.undoSeconds <= 0) flushPending();
+}
+
+function answerBody(held) {
+  return { session: state.session, query_id: held.query.id, seconds: held.seconds, ...held.answer };
 }
 
 async function flushPending() {
@@ -187,14 +255,13 @@ async function flushPending() {
   if (!held) return;
   state.pending = null;
   clearTimeout(held.timer);
-  $("undo").hidden = true;
-  const body = () => ({ session: state.session, query_id: held.query.id, preference: held.preference, seconds: held.seconds });
+  showEntry();
   for (let attempt = 0; ; attempt++) {
     try {
-      const data = await withSession(() => api("POST", "/api/answer", body()));
+      const data = await withSession(() => api("POST", "/api/answer", answerBody(held)));
       window.prefwrap.saved.push(held.query.id);
-      if (!state.pending) {  // else a newer answer, still undoable, is what "last answer" shows
-        showLast(`last answer: ${ANSWER_TEXT[held.preference]} (query ${held.query.id}) - saved`, "saved");
+      if (state.latest === held) {  // else a newer answer, or an undo, is what the line shows
+        showLast(`last answer: ${answerText(held.answer)} (query ${held.query.id}) - saved`, "saved");
       }
       showStatus(data);
       return;
@@ -209,20 +276,27 @@ async function flushPending() {
   }
 }
 
+// Takes back the last key press: a step of the ranking on screen, else the answer held back (its
+// query comes back as it was before the step that completed it), else says that saved is saved.
 function undo() {
+  if (state.entry && state.entry.steps && !state.paused) {
+    state.entry.undo();
+    showEntry();
+    return;
+  }
   const held = state.pending;
   if (!held) {
     if (window.prefwrap.saved.length) showLast("The last answer is saved: saved labels are never changed.", "");
     return;
   }
   state.pending = null;
+  state.latest = null;
   clearTimeout(held.timer);
-  $("undo").hidden = true;
   if (state.current) state.queue.unshift(state.current);
   state.queue.unshift(held.query);
   state.answered.delete(held.query.id);
   showLast(`answer to query ${held.query.id} undone: answer it again`, "");
-  advance();
+  advance(held.before);
 }
 
 // -- pause, status, messages ------------------------------------------------------------------------------
@@ -273,13 +347,15 @@ function showLast(text, kind) { $("last").textContent = text; $("last").classNam
 document.addEventListener("keydown", (event) => {
   if (!$("login").hidden || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
   if (state.paused) { event.preventDefault(); resume(); return; }
-  if (KEYS[event.key]) { event.preventDefault(); answer(KEYS[event.key]); }
+  const arrow = state.current && state.current.clips.length === 2 ? PAIR_ARROWS[event.key] : undefined;
+  if (/^[1-9]$/.test(event.key)) { event.preventDefault(); act("place", Number(event.key) - 1); }
+  else if (arrow !== undefined) { event.preventDefault(); act("place", arrow); }
+  else if (KEYS[event.key]) { event.preventDefault(); act(KEYS[event.key]); }
   else if (event.key === "r" || event.key === "R") state.startedAt = performance.now();
   else if (event.key === "Escape") pause();
-  else if (event.key === "u" || event.key === "U" || event.key === "Backspace") { event.preventDefault(); undo(); }
 });
-for (const button of document.querySelectorAll("[data-answer]")) {
-  button.addEventListener("click", () => answer(button.dataset.answer));
+for (const button of document.querySelectorAll("[data-action]")) {
+  button.addEventListener("click", () => act(button.dataset.action, Number(button.dataset.position ?? -1)));
 }
 $("replay").addEventListener("click", () => { state.startedAt = performance.now(); });
 $("pause").addEventListener("click", pause);
@@ -295,9 +371,7 @@ window.addEventListener("pagehide", () => {
   const held = state.pending;
   const url = (path) => `${path}?token=${encodeURIComponent(token)}`;
   const blob = (body) => new Blob([JSON.stringify(body)], { type: "application/json" });
-  if (held) {
-    navigator.sendBeacon(url("/api/answer"), blob({ session: state.session, query_id: held.query.id, preference: held.preference, seconds: held.seconds }));
-  }
+  if (held) navigator.sendBeacon(url("/api/answer"), blob(answerBody(held)));
   if (state.session) navigator.sendBeacon(url("/api/leave"), blob({ session: state.session }));
 });
 
