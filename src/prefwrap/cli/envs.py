@@ -250,8 +250,14 @@ def make_base_env(
         registered = import_env_packages(config.env_id, config.gym_packages)
         if gym.spec(registered).kwargs.get("frameskip", 1) != 1:
             env_kwargs.setdefault("frameskip", 1)  # AtariWrapper skips 4 frames itself
+        # --env-wrapper classes go below SB3's AtariWrapper (the zoo lists them with it, in order)
+        source = (
+            functools.partial(make_env, registered, (), tuple(config.env_wrapper))
+            if config.env_wrapper
+            else registered
+        )
         venv = make_atari_env(
-            registered, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, vec_env_cls=vec_env_cls
+            source, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs, vec_env_cls=vec_env_cls
         )
     else:
         factory = functools.partial(
