@@ -764,3 +764,21 @@ def test_learner_refuses_a_human_oracle_without_frames(tmp_path: Path) -> None:
     venv = PreferenceRewardWrapper(make_vec_env("CartPole-v1", n_envs=1))
     with pytest.raises(ValueError, match="record_frames=True"):
         PreferenceLearner(venv, HumanOracle(), total_labels=10)
+
+
+def test_a_pending_query_asked_again_without_frames_is_shown_from_the_store() -> None:
+    # The learner drops the clips of queries still pending; the window reads them back to show them.
+    with_frames = make_queries(1)[0]
+    oracle = HumanOracle(fps=1000)
+    oracle.window = LabelingWindow(fps=1000, on_frame=press(pygame.K_LEFT, pygame.K_LEFT))
+    loaded = []
+
+    def load_query(query_id: int) -> Query:
+        loaded.append(query_id)
+        return Query.of(query_id, with_frames.segments)  # as read back from a store: a new object
+
+    oracle.connect(OracleContext(None, ":memory:", lambda query, answer: None, load_query))
+    assert oracle.label([with_frames.without_frames()]) == [Preference.LEFT]
+    assert loaded == [with_frames.query_id]
+    assert oracle.label([with_frames]) == [Preference.LEFT] and loaded == [with_frames.query_id]
+    oracle.close()

@@ -380,3 +380,41 @@ def test_state_dict_round_trips_through_a_weights_only_file(tmp_path: Path) -> N
     assert resumed.last_fit == first.last_fit
     np.testing.assert_array_equal(np.stack(resumed.dataset._counts), np.stack(first.dataset._counts))
     assert resumed.dataset._rng.bit_generator.state == first.dataset._rng.bit_generator.state
+
+
+def test_pending_queries_drop_their_frames_and_an_oracle_reads_them_back_from_the_store() -> None:
+    """A slow labeler leaves many queries pending: they must not hold their clips in memory."""
+
+    class SlowPerson(BaseOracle):
+        needs_frames = True
+        labeler = "human:slow"
+
+        def __init__(self) -> None:
+            self.batches: list[list[Query]] = []
+
+        def connect(self, context: OracleContext) -> None:
+            self.context = context
+
+        def label(self, queries: Sequence[Query]) -> list[Preference | None]:
+            self.batches.append(list(queries))
+            return [None] * len(queries)  # not yet
+
+    venv = PreferenceRewardWrapper(
+        make_vec_env(make_go_right(max_steps=20, render_mode="rgb_array"), n_envs=2, seed=0),
+        segment_length=5,
+        hidden_sizes=(16,),
+        record_frames=True,
+    )
+    record(venv, 60)
+    oracle = SlowPerson()
+    learner = make_learner(venv, oracle, total_labels=20)
+    learner.collect_labels(TOTAL_STEPS // 2, TOTAL_STEPS)
+    first = oracle.batches[-1]
+    assert first and all(s.frames is not None for q in first for s in q.segments)  # new: with frames
+    assert learner.n_pending == len(first)
+    learner.collect_labels(TOTAL_STEPS // 2, TOTAL_STEPS)
+    again = oracle.batches[-1]
+    assert [q.query_id for q in again] == [q.query_id for q in first]
+    assert all(s.frames is None for q in again for s in q.segments)  # pending: no clips held
+    stored = oracle.context.load_query(again[0].query_id)
+    np.testing.assert_array_equal(stored.left.frames, first[0].left.frames)

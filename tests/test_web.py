@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from fastapi.testclient import TestClient
 from prefwrap.web.app import MAX_BODY, create_app
 
 H, FRAME_H, FRAME_W = 15, 48, 64
+StoreAt = TypeVar("StoreAt", Path, str)  # a store file, or a postgresql:// URL (test_web_postgres.py)
 
 
 def make_segment(segment_id: int, colour: tuple[int, int, int], length: int = H) -> Segment:
@@ -33,8 +35,9 @@ def make_segment(segment_id: int, colour: tuple[int, int, int], length: int = H)
     return Segment(segment_id, zeros, zeros, np.zeros(H, np.float32), length, frames=frames)
 
 
-def make_store(path: Path, n_queries: int, first_id: int = 0) -> Path:
-    """A store file with ``n_queries`` pending queries whose clips can be shown."""
+def make_store(path: StoreAt, n_queries: int, first_id: int = 0) -> StoreAt:
+    """A store (a file, or a ``postgresql://`` URL) with ``n_queries`` pending queries whose clips can
+    be shown."""
     queries = [
         Query(q, make_segment(2 * q, (40, 90, 200)), make_segment(2 * q + 1, (210, 110, 40)))
         for q in range(first_id, first_id + n_queries)
@@ -48,7 +51,7 @@ def make_store(path: Path, n_queries: int, first_id: int = 0) -> Path:
 CLIP_COLOURS = ((40, 90, 200), (210, 110, 40), (60, 170, 90), (160, 90, 210), (40, 170, 180), (220, 80, 140))
 
 
-def make_ranked_store(path: Path, n_queries: int, k: int) -> Path:
+def make_ranked_store(path: StoreAt, n_queries: int, k: int) -> StoreAt:
     """A store with ``n_queries`` pending queries of ``k`` segments, clip ``i`` in ``CLIP_COLOURS[i]``."""
     queries = [
         Query.of(q, [make_segment(k * q + i, CLIP_COLOURS[i]) for i in range(k)]) for q in range(n_queries)

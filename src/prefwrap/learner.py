@@ -225,7 +225,7 @@ class PreferenceLearner:
         if fps:
             self.store.set_meta("render_fps", str(fps))
         # record_answer: each answer a person gives is stored the moment it is given
-        self._hooks.connect(OracleContext(fps, self.store.location, self._store_answer))
+        self._hooks.connect(OracleContext(fps, self.store.location, self._store_answer, self.store.query))
 
     @property
     def asks_people(self) -> bool:
@@ -267,6 +267,9 @@ class PreferenceLearner:
             self._ask(self._pending)
         answered_before = self._n_answered
         new_training = self._ingest_stored_labels()
+        # Queries left pending keep no rendered frames: the store has them, and the hundreds of
+        # queries that wait for slower people would otherwise hold GBs of clips in memory.
+        self._pending = [query.without_frames() for query in self._pending]
         return QueryRound(asked, self._n_answered - answered_before, new_training, disagreement)
 
     @property

@@ -8,6 +8,7 @@ that oracles and stores need no torch.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import operator
@@ -256,6 +257,12 @@ class Query:
     def size(self) -> int:
         """``K``, the number of segments."""
         return 2 + len(self.more)
+
+    def without_frames(self) -> Query:
+        """This query with its segments' rendered frames dropped (the store keeps them)."""
+        if all(segment.frames is None for segment in self.segments):
+            return self
+        return Query.of(self.query_id, [dataclasses.replace(s, frames=None) for s in self.segments])
 
 
 @dataclass(frozen=True)

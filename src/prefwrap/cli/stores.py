@@ -62,17 +62,16 @@ def cmd_store_copy(args: argparse.Namespace) -> int:
 def cmd_label_web(args: argparse.Namespace) -> int:
     """``prefwrap label DIR --web``: serve the labeling page for the run until Ctrl-C.
 
+    The page serves the run's store wherever it is: ``DIR/preferences.sqlite``, or the
+    ``postgresql://`` URL of ``--store`` or of the run's config (annotation journal included).
+
     Raises:
-        UsageError: No store file for DIR (the page serves SQLite stores), a missing ``web`` extra, or
-            a port already in use.
+        UsageError: No store for DIR, a missing ``web`` or ``postgres`` extra, or a port in use.
+        StoreError: The store's database cannot be reached (``main`` prints it in one line).
     """
     from prefwrap.web.server import serve
 
     _, location = run_store(args.run_dir, args.store)
-    if "://" in location:
-        raise UsageError(
-            "the web labeling page serves a run's SQLite store; this run's store is a database URL"
-        )
     if not 0.0 <= args.overlap <= 1.0:
         raise UsageError(f"--overlap must be in [0, 1], got {args.overlap}")
     try:

@@ -47,11 +47,15 @@ class OracleContext:
             that label from another process through the store.
         record_answer: ``record_answer(query, answer)`` stores one answer durably at once, for
             oracles that answer over time (a person): nothing given is lost if the run dies mid-batch.
+        load_query: ``load_query(query_id)`` reads a query with its frames back from the run's store:
+            a query asked again while still pending comes without its rendered frames (the learner
+            drops them to bound memory), so an oracle that shows it again reads them here.
     """
 
     env_fps: float | None
     store_path: str | os.PathLike[str]
     record_answer: Callable[[Query, Answer], None]
+    load_query: Callable[[int], Query] | None = None
 
 
 class BaseOracle:

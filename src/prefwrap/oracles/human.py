@@ -67,9 +67,10 @@ class HumanOracle(BaseOracle):
             it is not reopened; ``prefwrap label RUN_DIR`` continues.
         interface: ``"window"`` (pygame) or ``"web"``: :meth:`connect` starts the labeling page
             (:func:`prefwrap.web.server.serve`) in a process of its own and prints its link; the page
-            writes each answer to the run's store as ``human:<name>``, and :meth:`label` returns at
-            once with ``None`` for every query, as in the asynchronous mode: the learner picks the
-            answers up from the store as they land. ``asynchronous`` is implied.
+            writes each answer to the run's store as ``human:<name>`` (a SQLite file, or a
+            ``postgresql://`` URL whose database then also keeps the page's annotation journal), and
+            :meth:`label` returns at once with ``None`` for every query, as in the asynchronous mode:
+            the learner picks the answers up from the store as they land. ``asynchronous`` is implied.
         host: Web interface only: the interface to bind. The default, ``127.0.0.1``, is reachable
             from this machine only (use an SSH tunnel from a laptop); any other host gets a token,
             printed once in the link.
@@ -139,11 +140,13 @@ class HumanOracle(BaseOracle):
         self._session: multiprocessing.process.BaseProcess | None = None
 
     def connect(self, context: OracleContext) -> None:
-        """Take the run's env fps, store file and ``record_answer`` (called once by the learner).
+        """Take the run's env fps, store and ``record_answer`` (called once by the learner).
 
         Raises:
             ValueError: The oracle is asynchronous and the run's store is in memory, where a
                 labelling process cannot read it.
+            OSError: The web page did not start, with its reason in one line (port in use, a
+                database the page's process cannot reach).
         """
         if self.asynchronous and _is_in_memory(context.store_path):
             raise ValueError(
@@ -186,6 +189,7 @@ class HumanOracle(BaseOracle):
         if self.asynchronous:
             self._start_session()
             return answers
+        queries = [self._with_frames(query) for query in queries]
         for query in queries:  # fail before the window opens, not halfway through the batch
             for segment in query.segments:
                 clip_frames(segment, query_id=query.query_id)
@@ -202,6 +206,15 @@ class HumanOracle(BaseOracle):
                 self.context.record_answer(query, answer)
         window.show_message("Thanks! More clips soon (the agent is training)...")
         return answers
+
+    def _with_frames(self, query: Query) -> Query:
+        """``query`` with its rendered frames: one asked again while pending comes without them (the
+        learner keeps pending queries small), so they are read back from the run's store."""
+        load = None if self.context is None else self.context.load_query
+        if load is None or all(segment.frames is not None for segment in query.segments):
+            return query
+        stored = load(query.query_id)
+        return stored if any(segment.frames is not None for segment in stored.segments) else query
 
     def close(self) -> None:
         """Close the window, if open, and end the asynchronous labelling process or the web page."""

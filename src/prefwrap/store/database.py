@@ -53,7 +53,9 @@ class Database(ABC):
             from another process: a file path, ``":memory:"`` or the URL as given (password included).
         display: ``location`` fit for messages and logs: a URL's password is replaced by ``***``.
         path: The SQLite file, or ``None`` (in memory, or PostgreSQL).
-        types: The DDL column types by role: ``int``, ``real``, ``blob``.
+        types: The DDL column types by role: ``int``, ``real``, ``blob``, and ``serial``: an integer
+            primary key the database numbers itself (for append-only logs beside the store, such as
+            the web page's annotation journal; the store's own ids are the caller's).
     """
 
     engine: ClassVar[str]

@@ -29,7 +29,12 @@ class SQLiteDatabase(Database):
 
     engine = "sqlite"
     engine_name = "SQLite"
-    types = {"int": "INTEGER", "real": "REAL", "blob": "BLOB"}  # noqa: RUF012 (read-only by convention)
+    types = {  # noqa: RUF012 (read-only by convention)
+        "int": "INTEGER",
+        "real": "REAL",
+        "blob": "BLOB",
+        "serial": "INTEGER PRIMARY KEY",  # the rowid: numbered from the largest + 1
+    }
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
         """Open the file (creating it and its parent directory) and set the pragmas.

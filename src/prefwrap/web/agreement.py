@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from prefwrap.records import Answer, Preference
 from prefwrap.store import PreferenceStore
-from prefwrap.web.journal import AnnotationJournal, journal_path
+from prefwrap.web.journal import read_journal
 
 __all__ = ["AnnotatorStats", "annotator_stats", "cohen_kappa", "pair_answers", "report"]
 
@@ -127,20 +127,17 @@ def pair_answers(answer: Answer) -> list[Preference]:
 def annotator_stats(store: PreferenceStore) -> list[AnnotatorStats]:
     """Per-labeler statistics of a store and its annotation journal (if the web page wrote one).
 
+    The journal is the file next to a SQLite store or the ``annotation_answers`` table of a
+    PostgreSQL store (:mod:`prefwrap.web.journal`); it is read, never created.
+
     Returns:
         One entry per labeler, most labels first.
 
     Raises:
-        StoreError: The store is closed.
+        StoreError: The store is closed, or its journal cannot be read.
     """
     labels = store.labels()
-    entries = []
-    if store.path is not None and journal_path(store.path).is_file():
-        journal = AnnotationJournal(journal_path(store.path))
-        try:
-            entries = journal.entries()
-        finally:
-            journal.close()
+    entries = read_journal(store.location)
     timed = {(f"human:{e.annotator}", e.query_id): e.seconds for e in entries}
     seconds: dict[str, list[float]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)

@@ -76,7 +76,7 @@ def create_app(
     """The labeling page of one run's store.
 
     Args:
-        store_path: The run's preference store file.
+        store_path: The run's preference store: its SQLite file or its ``postgresql://`` URL.
         token: Secret every ``/api`` request must carry; ``None`` lets anyone who reaches the port in.
         overlap: Fraction of queries shown to a second annotator (see :mod:`prefwrap.web.leases`).
         lease_seconds: How long a query stays with a page that stopped sending heartbeats.
@@ -87,8 +87,9 @@ def create_app(
         A FastAPI application; ``app.state.service`` is its :class:`LabelingService`.
 
     Raises:
-        ImportError: fastapi is not installed.
+        ImportError: fastapi is not installed, or psycopg for a PostgreSQL URL (the ``postgres`` extra).
         ValueError: A bad ``overlap``, ``lease_seconds`` or ``undo_seconds``.
+        StoreError: ``store_path`` is not a prefwrap store, or its database cannot be reached.
     """
     fastapi = require_web()
     from fastapi.exceptions import RequestValidationError
@@ -101,9 +102,13 @@ def create_app(
     # one thread owns the store (SQLite objects belong to their thread) and runs requests one at a time,
     # so that checking a lease and committing the answer cannot interleave with another request
     store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefwrap-store")
-    service: LabelingService = store_thread.submit(
-        LabelingService, store_path, overlap=overlap, lease_seconds=lease_seconds
-    ).result()
+    try:
+        service: LabelingService = store_thread.submit(
+            LabelingService, store_path, overlap=overlap, lease_seconds=lease_seconds
+        ).result()
+    except BaseException:
+        store_thread.shutdown(wait=False)  # no page: let the thread go with the error
+        raise
     clips = ClipCache()
     encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prefwrap-clips")
 

@@ -2,11 +2,23 @@
 
 The preference store keeps one label per query, which is what training uses. People's behaviour
 needs more: how long each answer took, and the second answer to a query shown to two annotators on
-purpose (overlap). Both live here, in a small SQLite file of its own next to the store
-(``preferences.sqlite`` -> ``preferences.annotations.sqlite``), so the store's schema stays the
-store's. Like the store it is append-only, committed and fsynced per answer, and like the store's
-``labels`` table it keeps a ranking as ``preference = 'ranked'`` with the ranking's JSON in
-``ranking`` (a journal from before rankings gets that column when it is opened).
+purpose (overlap). Both live here, beside the store's tables rather than in them, so the store's
+schema (``docs/store.md``) stays the store's:
+
+- **SQLite store**: a small SQLite file of its own next to the store, table ``answers``
+  (``preferences.sqlite`` -> ``preferences.annotations.sqlite``), as since the first web page, so
+  journals written before keep opening as they are.
+- **PostgreSQL store**: table ``annotation_answers`` in the store's own database and schema (the
+  URL's ``search_path``), created when missing. The label server, the trainer and
+  ``prefwrap annotators`` may each run on another machine, where a file next to a URL would not be
+  found; the prefix keeps the table apart from the store's, whose schema check ignores it.
+
+The SQL is written once over the store's :class:`~prefwrap.store.database.Database` (``?``
+placeholders, ``INSERT ... ON CONFLICT``; column types from ``Database.types``), with the same
+durability as the store: every answer is one committed (fsynced) statement before
+:meth:`AnnotationJournal.add` returns. Like the store the journal is append-only, and like the
+store's ``labels`` table it keeps a ranking as ``preference = 'ranked'`` with the ranking's JSON in
+``ranking`` (a journal file from before rankings gets that column when it is opened).
 
 Roles:
 
@@ -18,28 +30,44 @@ Roles:
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prefwrap.records import Answer, Preference, Ranking
+from prefwrap.store.database import Database, is_postgres_url, open_database
+from prefwrap.store.errors import StoreError
+from prefwrap.store.sqlite_database import MEMORY
 
-__all__ = ["AnnotationJournal", "JournalEntry", "journal_path"]
+__all__ = [
+    "DATABASE_TABLE",
+    "FILE_TABLE",
+    "AnnotationJournal",
+    "JournalEntry",
+    "journal_location",
+    "journal_path",
+    "read_journal",
+]
+
+FILE_TABLE = "answers"
+"""The journal's table in a journal file of its own (next to a SQLite store)."""
+DATABASE_TABLE = "annotation_answers"
+"""The journal's table in a PostgreSQL store's schema, next to the store's tables."""
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS answers (
-    seq INTEGER PRIMARY KEY,
-    query_id INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS {table} (
+    seq {serial},
+    query_id {int} NOT NULL,
     annotator TEXT NOT NULL,
     preference TEXT NOT NULL,
     ranking TEXT,
     role TEXT NOT NULL CHECK (role IN ('label', 'second')),
-    shown_at REAL NOT NULL,
-    answered_at REAL NOT NULL,
+    shown_at {real} NOT NULL,
+    answered_at {real} NOT NULL,
     UNIQUE (query_id, annotator)
-);
+)
 """
 
 
@@ -47,6 +75,14 @@ def journal_path(store_path: str | os.PathLike[str]) -> Path:
     """The journal file that belongs to a store file: ``x.sqlite`` -> ``x.annotations.sqlite``."""
     path = Path(store_path)
     return path.with_name(f"{path.stem}.annotations.sqlite")
+
+
+def journal_location(store_location: str | os.PathLike[str]) -> str:
+    """What :class:`AnnotationJournal` opens for a store: its own ``postgresql://`` URL, or the file
+    next to a SQLite store (:func:`journal_path`)."""
+    if is_postgres_url(store_location):
+        return str(store_location)
+    return str(journal_path(store_location))
 
 
 @dataclass(frozen=True)
@@ -82,23 +118,45 @@ class AnnotationJournal:
     One object belongs to the thread that opened it, as with the store.
 
     Args:
-        path: The journal file; created with its parent directory when missing.
+        location: The journal file (created with its parent directory when missing), or a
+            PostgreSQL store's URL (:func:`journal_location` gives either for a store).
+
+    Attributes:
+        location: What was opened: the file path or the URL as given.
+        path: The journal file, or ``None`` in a PostgreSQL database.
 
     Raises:
-        sqlite3.DatabaseError: ``path`` is not a SQLite file.
+        StoreError: The file is not a SQLite database, the database cannot be reached, or (PostgreSQL)
+            the URL's schema holds no preference store: the journal's table goes next to a store's.
+        ImportError: A PostgreSQL URL without psycopg installed (the ``postgres`` extra).
+
+    Example:
+        >>> journal = AnnotationJournal(journal_location(store.location))  # doctest: +SKIP
+        >>> journal.add(0, "alice", Preference.LEFT, "label", shown_at=10.0)  # doctest: +SKIP
+        True
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        # the same durability as the store: a second answer acknowledged to a person survives kill -9
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(answers)")}
-        if "ranking" not in columns:  # a journal written before rankings: its rows are all pairs
-            self._conn.execute("ALTER TABLE answers ADD COLUMN ranking TEXT")
+    def __init__(self, location: str | os.PathLike[str]) -> None:
+        self._db: Database = open_database(location)
+        self.location = self._db.location
+        self.path = self._db.path
+        self._table = DATABASE_TABLE if self._db.engine == "postgresql" else FILE_TABLE
+        try:
+            with self._db.transaction():
+                # PostgreSQL: creates the URL's schema if missing, and serialises this CREATE with
+                # other processes creating tables there (two of them would otherwise race)
+                self._db.lock_schema()
+                if self._table == DATABASE_TABLE and "meta" not in self._db.tables():
+                    # a mistyped schema: a lone journal table there would also make it unusable as a store
+                    raise StoreError(
+                        f"{self._db.display} holds no prefwrap preference store: open the store first"
+                    )
+                self._db.execute(_SCHEMA.format(table=self._table, **self._db.types))
+                if "ranking" not in self._db.columns(self._table):  # a file from before rankings
+                    self._db.execute(f"ALTER TABLE {self._table} ADD COLUMN ranking TEXT")
+        except BaseException:
+            self._db.close()
+            raise
 
     def add(
         self,
@@ -114,53 +172,84 @@ class AnnotationJournal:
 
         Raises:
             ValueError: ``role`` is not ``"label"`` or ``"second"``.
+            StoreError: The journal is closed, its connection is lost, or it stayed locked for 30 s.
         """
         if role not in ("label", "second"):
             raise ValueError(f"role must be 'label' or 'second', got {role!r}")
         now = time.time() if answered_at is None else answered_at
-        try:
-            self._conn.execute(
-                "INSERT INTO answers (query_id, annotator, preference, ranking, role, shown_at, answered_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    query_id,
-                    annotator,
-                    preference.value,
-                    preference.to_json() if isinstance(preference, Ranking) else None,
-                    role,
-                    now if shown_at is None else shown_at,
-                    now,
-                ),
-            )
-        except sqlite3.IntegrityError:  # UNIQUE(query_id, annotator): a retried request, not a new answer
-            return False
-        return True
+        # one statement in autocommit mode: committed (and fsynced) before it returns, on both engines;
+        # a conflict on UNIQUE (query_id, annotator) is a retried request, not a new answer
+        cursor = self._db.execute(
+            f"INSERT INTO {self._table} "
+            "(query_id, annotator, preference, ranking, role, shown_at, answered_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (query_id, annotator) DO NOTHING",
+            (
+                query_id,
+                annotator,
+                preference.value,
+                preference.to_json() if isinstance(preference, Ranking) else None,
+                role,
+                now if shown_at is None else shown_at,
+                now,
+            ),
+        )
+        return cursor.rowcount == 1
 
     def entries(self) -> list[JournalEntry]:
         """All answers in arrival order."""
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM answers ORDER BY seq").fetchall()
-        return [_entry(row) for row in rows]
+        return _entries(self._db, self._table)
 
     def has_second(self, query_id: int) -> bool:
         """Whether an overlap query already has its second answer."""
-        row = self._conn.execute(
-            "SELECT 1 FROM answers WHERE query_id = ? AND role = 'second' LIMIT 1", (query_id,)
-        ).fetchone()
+        row = self._db.fetchone(
+            f"SELECT 1 FROM {self._table} WHERE query_id = ? AND role = 'second' LIMIT 1", (query_id,)
+        )
         return row is not None
 
     def answer_of(self, query_id: int, annotator: str) -> JournalEntry | None:
         """This annotator's answer to a query, if any."""
-        row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM answers WHERE query_id = ? AND annotator = ?", (query_id, annotator)
-        ).fetchone()
+        row = self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM {self._table} WHERE query_id = ? AND annotator = ?",
+            (query_id, annotator),
+        )
         return None if row is None else _entry(row)
 
     def close(self) -> None:
-        """Close the file; every answer is already committed."""
-        self._conn.close()
+        """Close the file or connection; every answer is already committed."""
+        self._db.close()
+
+
+def read_journal(store_location: str | os.PathLike[str]) -> list[JournalEntry]:
+    """Every answer journaled for a store, in arrival order; none if the page never wrote a journal.
+
+    Creates and changes nothing, so a report can read a store it may not write.
+
+    Args:
+        store_location: The store's file, ``":memory:"`` (never journaled) or PostgreSQL URL.
+
+    Raises:
+        StoreError: The journal file is not a SQLite database, or the database cannot be reached.
+    """
+    if is_postgres_url(store_location):
+        target, table = str(store_location), DATABASE_TABLE
+    else:
+        if os.fspath(store_location) == MEMORY or not journal_path(store_location).is_file():
+            return []
+        target, table = str(journal_path(store_location)), FILE_TABLE
+    with closing(open_database(target)) as db:
+        if table not in db.tables():
+            return []
+        ranking = "ranking" if "ranking" in db.columns(table) else "NULL"  # a file from before rankings
+        return _entries(db, table, ranking)
 
 
 _COLUMNS = "query_id, annotator, preference, ranking, role, shown_at, answered_at"
+
+
+def _entries(db: Database, table: str, ranking: str = "ranking") -> list[JournalEntry]:
+    """All rows of a journal table in arrival order (``ranking``: that column, or ``NULL``)."""
+    columns = _COLUMNS.replace("ranking", ranking)
+    return [_entry(tuple(row)) for row in db.execute(f"SELECT {columns} FROM {table} ORDER BY seq")]
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:

@@ -1,5 +1,9 @@
 """Running the labeling page: in the foreground (``prefwrap label RUN_DIR --web``), in a thread or
-in a process of its own (``HumanOracle(interface="web")``), with the token rules for remote access."""
+in a process of its own (``HumanOracle(interface="web")``), with the token rules for remote access.
+
+The page serves a run directory, a store file, or a ``postgresql://`` store URL: the team set-up,
+where the trainer, the page and the annotators are on different machines.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prefwrap.store.database import is_postgres_url
+from prefwrap.store.errors import StoreError
+from prefwrap.store.postgres_database import redact_url
 from prefwrap.web.app import create_app
 
 __all__ = ["WebServer", "page_url", "resolve_store", "serve", "start_server_process", "token_for"]
@@ -21,18 +28,23 @@ STORE_FILE = "preferences.sqlite"
 """The store's name inside a run directory (as ``prefwrap.cli.run_dir`` names it)."""
 
 
-def resolve_store(run_dir_or_store: str | os.PathLike[str]) -> Path:
-    """The store file of a run directory, or the store file itself.
+def resolve_store(run_dir_or_store: str | os.PathLike[str]) -> str:
+    """What :class:`~prefwrap.store.PreferenceStore` opens for a run directory, store file or store URL.
+
+    A ``postgresql://`` URL is returned as given: the page reaches its server when it opens the
+    store, and a new schema gets the store's tables then (a label server may start before the trainer).
 
     Raises:
-        FileNotFoundError: Neither a run directory with ``preferences.sqlite`` nor a file.
+        FileNotFoundError: Neither a URL, a run directory with ``preferences.sqlite``, nor a file.
     """
+    if is_postgres_url(run_dir_or_store):
+        return str(run_dir_or_store)
     path = Path(run_dir_or_store)
     if path.is_dir():
         path = path / STORE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no preference store at {path}: start training first (prefwrap train ...)")
-    return path
+    return str(path)
 
 
 def is_loopback(host: str) -> bool:
@@ -77,7 +89,7 @@ def serve(
     A host other than loopback gets a token (``token`` or a fresh one), printed once in the link.
 
     Args:
-        run_dir_or_store: A run directory or its store file.
+        run_dir_or_store: A run directory, its store file, or a ``postgresql://`` store URL.
         host: Interface to bind; the default is reachable from this machine only.
         port: TCP port.
         token: Secret for the API; ``None`` makes one for a non-loopback host.
@@ -89,7 +101,8 @@ def serve(
 
     Raises:
         FileNotFoundError: No store at ``run_dir_or_store``.
-        ImportError: fastapi or uvicorn is not installed.
+        ImportError: fastapi or uvicorn is not installed, or psycopg for a URL (``postgres`` extra).
+        StoreError: Not a prefwrap store, or its database server cannot be reached (one line).
         OSError: The port cannot be bound.
     """
     server = WebServer(
@@ -97,6 +110,8 @@ def serve(
     )
     server.start()
     announce(f"Labeling page: {server.url}")
+    if is_postgres_url(server.store_location):  # a mistyped schema would be a new, empty store: show it
+        announce(f"Preference store: {redact_url(server.store_location)}")
     if not is_loopback(host):
         announce("Anyone with this link can label: share it only with your annotators.")
     if ready is not None:
@@ -118,12 +133,15 @@ class WebServer:
             ``port=0`` picks a free port (see :attr:`port` after :meth:`start`).
 
     Attributes:
+        store_location: The store served: its file or its URL (see :func:`resolve_store`).
         token: The token in use (``None`` for loopback without one).
         port: The bound port, after :meth:`start`.
 
     Raises:
         FileNotFoundError: No store at ``run_dir_or_store``.
-        ImportError: fastapi or uvicorn is not installed (the message names ``prefwrap[web]``).
+        ImportError: fastapi or uvicorn is not installed (the message names ``prefwrap[web]``), or
+            psycopg for a PostgreSQL URL (the message names ``prefwrap[postgres]``).
+        StoreError: Not a prefwrap store, or its database server cannot be reached.
 
     Example:
         >>> server = WebServer("runs/pendulum", port=0).start()  # doctest: +SKIP
@@ -148,12 +166,12 @@ class WebServer:
             raise ImportError(
                 'The web labeling page needs fastapi and uvicorn: pip install "prefwrap[web]"'
             ) from err
-        self.store_path = resolve_store(run_dir_or_store)
+        self.store_location = resolve_store(run_dir_or_store)
         self.host = host
         self.port = port
         self.token = token_for(host, token)
         app = create_app(
-            self.store_path,
+            self.store_location,
             token=self.token,
             overlap=overlap,
             lease_seconds=lease_seconds,
@@ -202,27 +220,48 @@ def start_server_process(
     """Serve the page from a process of its own, so that encoding clips never slows training down.
 
     Args:
-        store_path: The run's store file.
+        store_path: The run's store: its file or its ``postgresql://`` URL.
         **kwargs: Passed to :func:`serve` (``host``, ``port``, ``token``, ``overlap``, ...).
 
     Returns:
         The started daemon process; the page accepts requests when this returns.
 
     Raises:
-        OSError: The server process died or did not start within 30 s (port in use, bad store).
+        OSError: The server process did not start within 30 s, with its reason in one line (port in
+            use, no store, a database it cannot reach, a missing extra).
     """
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch or SQLite state
-    ready = spawn.Event()
+    ready, failed = spawn.Event(), spawn.SimpleQueue()
     process = spawn.Process(
-        target=serve, args=(os.fspath(store_path),), kwargs={**kwargs, "ready": ready}, daemon=True
+        target=_serve_in_child,
+        args=(os.fspath(store_path), ready, failed),
+        kwargs=kwargs,
+        daemon=True,
     )
     process.start()
     deadline = time.monotonic() + 30.0
     while not ready.wait(0.1):
         if not process.is_alive() or time.monotonic() > deadline:
             process.terminate()
-            raise OSError(
-                f"the labeling page did not start (exit code {process.exitcode}): see the error above; "
-                f"is port {kwargs.get('port', 8765)} in use?"
-            )
+            process.join(timeout=5)
+            port = kwargs.get("port", 8765)
+            reason = f"exit code {process.exitcode}, see the error above; is port {port} in use?"
+            if not failed.empty():
+                reason = failed.get()
+            raise OSError(f"the labeling page did not start: {reason}")
     return process
+
+
+def _serve_in_child(store_path: str, ready: Any, failed: Any, **kwargs: Any) -> None:
+    """:func:`serve` in the page's process; an error a user can fix goes to the parent as one line.
+
+    Args:
+        store_path: As for :func:`serve`.
+        ready: The ``multiprocessing.Event`` set once the port is open.
+        failed: A ``multiprocessing.SimpleQueue`` that gets the reason the page did not start.
+    """
+    try:
+        serve(store_path, ready=ready, **kwargs)
+    except (FileNotFoundError, ImportError, OSError, StoreError, ValueError) as error:
+        failed.put(" ".join(str(error).split()))
+        raise SystemExit(1) from None  # the parent raises with the reason: no traceback here

@@ -18,7 +18,7 @@ from typing import Any
 
 from prefwrap.records import Answer, Preference, Query, Ranking
 from prefwrap.store import AlreadyLabeledError, PreferenceStore, UnknownQueryError
-from prefwrap.web.journal import AnnotationJournal, journal_path
+from prefwrap.web.journal import AnnotationJournal, journal_location
 from prefwrap.web.leases import LeaseTable, is_overlap
 
 __all__ = ["LabelingService", "RequestError"]
@@ -51,14 +51,16 @@ class LabelingService:
     """Sessions, leases and answers of one run's store for the web page.
 
     Args:
-        store_path: The run's preference store file.
+        store_path: The run's preference store: its SQLite file or its ``postgresql://`` URL. The
+            annotation journal goes next to it (:mod:`prefwrap.web.journal`).
         overlap: Fraction of queries shown to a second annotator (:func:`~prefwrap.web.leases.is_overlap`).
         lease_seconds: How long a query stays with a page that stopped sending heartbeats.
         clock: Monotonic seconds for leases (tests pass a fake one).
 
     Raises:
         ValueError: ``overlap`` is not in ``[0, 1]`` or ``lease_seconds`` is not positive.
-        StoreError: ``store_path`` is not a prefwrap store.
+        StoreError: ``store_path`` is not a prefwrap store, or its database cannot be reached.
+        ImportError: A PostgreSQL URL without psycopg installed (the ``postgres`` extra).
     """
 
     def __init__(
@@ -71,7 +73,11 @@ class LabelingService:
     ) -> None:
         is_overlap(0, overlap)  # validates the fraction
         self.store = PreferenceStore(store_path)
-        self.journal = AnnotationJournal(journal_path(store_path))
+        try:  # after the store: a PostgreSQL journal goes into the schema the store has created
+            self.journal = AnnotationJournal(journal_location(self.store.location))
+        except BaseException:
+            self.store.close()
+            raise
         self.overlap = float(overlap)
         self.leases = LeaseTable(lease_seconds, clock=clock)
         self._sessions: dict[str, _Session] = {}
