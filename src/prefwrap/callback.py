@@ -27,8 +27,6 @@ from prefwrap.wrapper import HER_REFUSAL, PreferenceRewardWrapper
 
 OFF_POLICY_FIT_LAG = 1_000
 """Env steps a background refit runs alongside an off-policy algorithm before it is installed."""
-IMAGE_FIT_LAG = 10_000
-"""Env steps a background refit of a CNN reward (image observations) runs at least before it is installed."""
 FIT_PROGRESS_EVERY_S = 10.0
 """With ``verbose``, a fit running longer prints a progress line about this often."""
 
@@ -169,9 +167,6 @@ class PreferenceCallback(BaseCallback):
             self._fit_lag = OFF_POLICY_FIT_LAG
         else:
             self._fit_lag = int(self.model.n_steps) * self.model.get_env().num_envs
-        if self.fit_lag is None and self.wrapper.learned_reward.encoder.image_observations:
-            # a CNN fit on a CPU outlasts many short Atari rollouts: let it run beside them
-            self._fit_lag = max(self._fit_lag, IMAGE_FIT_LAG)
         expected_segments = self._total_timesteps / self.wrapper.segment_length
         if self.learner.total_labels > expected_segments:
             raise ValueError(

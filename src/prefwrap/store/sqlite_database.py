@@ -179,6 +179,9 @@ def _enter_wal_mode(conn: sqlite3.Connection) -> str:
     trainer and a labeling page opening a new store together. So wait here instead, up to the
     same lock timeout as any write.
     """
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+    if mode.lower() == "wal":  # already WAL (every store but a new one): nothing to lock
+        return mode
     deadline = time.monotonic() + LOCK_TIMEOUT_S
     while True:
         try:
