@@ -8,7 +8,9 @@ Measured side by side in one run:
    ask for the next query, download every clip, think ``--think`` seconds, answer), label whatever the
    run asks. Every answer the server acknowledges is written to the annotator's log first.
 2. **The synthetic arm**: the same run, same seed and the same number of env steps, with
-   ``SyntheticOracle``.
+   ``SyntheticOracle`` answering at the team's pace (its labels per second of training), so both
+   arms fit and query on about as many labels and the ratio isolates the cost of serving people
+   (the page's server process, HTTP, clips). Both arms keep at most ``MAX_PENDING`` queries waiting.
 
 Reported: acknowledged labels missing from the store (must be 0), queries holding two labels or
 acknowledged as the label to two annotators (must be 0), labels per minute, and the team arm's
@@ -36,6 +38,8 @@ from typing import Any
 from harness import command_line, git_commit, machine
 
 N_ANNOTATORS = 4
+TOTAL_LABELS = 5000
+MAX_PENDING = 2 * (TOTAL_LABELS // 20)  # the learner's default for oracles that show clips
 
 
 def free_port() -> int:
@@ -81,15 +85,23 @@ def annotate(name: str, url: str, think: float, log: Path, stop_at: float, seed:
 
 
 def train(
-    arm: str, steps: int | None, seconds: float | None, folder: Path, port: int, seed: int
+    arm: str,
+    steps: int | None,
+    seconds: float | None,
+    folder: Path,
+    port: int,
+    seed: int,
+    labels_per_second: float = 0.0,
 ) -> dict[str, Any]:
-    """PPO on Pendulum-v1 through the wrapper: for ``seconds`` (the team arm) or ``steps``."""
+    """PPO on Pendulum-v1 through the wrapper: for ``seconds`` (the team arm) or ``steps``; the
+    synthetic arm answers ``labels_per_second`` of training time."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
     from prefwrap import HumanOracle, PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
+    from prefwrap.store import PreferenceStore
 
     torch.set_num_threads(1)
 
@@ -100,12 +112,31 @@ def train(
     venv = PreferenceRewardWrapper(
         make_vec_env("Pendulum-v1", n_envs=4, seed=seed), record_frames=True, segment_length=25, seed=seed
     )
+
+    class PacedSynthetic(SyntheticOracle):
+        """Answers as many queries as ``labels_per_second`` allows so far; the rest wait."""
+
+        answered = 0
+
+        def label(self, queries):  # type: ignore[no-untyped-def]
+            allowed = max(0, int(labels_per_second * (time.perf_counter() - start)) - self.answered)
+            answers = list(super().label(queries[:allowed]))
+            self.answered += len(answers)
+            return answers + [None] * (len(queries) - len(answers))
+
     oracle = (
-        HumanOracle(interface="web", port=port, overlap=0.1) if arm == "team" else SyntheticOracle(seed=seed)
+        HumanOracle(interface="web", port=port, overlap=0.1) if arm == "team" else PacedSynthetic(seed=seed)
     )
     store = folder / f"{arm}.sqlite"
     preference = PreferenceCallback(
-        venv, oracle, total_labels=5000, store=store, total_timesteps=1_000_000, min_segments=16, seed=seed
+        venv,
+        oracle,
+        total_labels=TOTAL_LABELS,
+        store=store,
+        total_timesteps=1_000_000,
+        min_segments=16,
+        seed=seed,
+        max_pending=MAX_PENDING,
     )
     model = PPO("MlpPolicy", venv, n_steps=256, seed=seed, device="cpu")
     start = time.perf_counter()
@@ -114,7 +145,9 @@ def train(
     close = getattr(oracle, "close", None)
     if close is not None:
         close()  # stops the team arm's web server
-    return {"steps": model.num_timesteps, "seconds": elapsed, "store": str(store)}
+    with PreferenceStore(store) as opened:
+        labels = opened.n_labels()
+    return {"steps": model.num_timesteps, "seconds": elapsed, "store": str(store), "labels": labels}
 
 
 def check(store_path: str, logs: list[Path]) -> dict[str, Any]:
@@ -171,7 +204,8 @@ def main() -> None:
     for process in annotators:
         process.join()
     result = check(team["store"], logs)
-    synthetic = train("synthetic", team["steps"], None, folder, port, args.seed)
+    pace = team["labels"] / team["seconds"]
+    synthetic = train("synthetic", team["steps"], None, folder, port, args.seed, pace)
     team_rate, synthetic_rate = team["steps"] / team["seconds"], synthetic["steps"] / synthetic["seconds"]
     print(
         f"## Web labeling soak: {N_ANNOTATORS} annotators over HTTP, {args.minutes:g} min\n\n"
@@ -183,7 +217,8 @@ def main() -> None:
         f"{result['labelled_twice']}**\n"
         f"- labels per minute (all annotators): {result['acknowledged_labels'] / args.minutes:.1f}\n"
         f"- training: team arm {team_rate:.0f} steps/s, synthetic arm {synthetic_rate:.0f} steps/s "
-        f"({synthetic['steps']:,} steps each): **{team_rate / synthetic_rate:.3f}x**\n"
+        f"({synthetic['steps']:,} steps each; labels: team {team['labels']}, synthetic "
+        f"{synthetic['labels']}): **{team_rate / synthetic_rate:.3f}x**\n"
     )
 
 

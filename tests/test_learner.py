@@ -399,13 +399,7 @@ def test_pending_queries_drop_their_frames_and_an_oracle_reads_them_back_from_th
             self.batches.append(list(queries))
             return [None] * len(queries)  # not yet
 
-    venv = PreferenceRewardWrapper(
-        make_vec_env(make_go_right(max_steps=20, render_mode="rgb_array"), n_envs=2, seed=0),
-        segment_length=5,
-        hidden_sizes=(16,),
-        record_frames=True,
-    )
-    record(venv, 60)
+    venv = framed_wrapper()
     oracle = SlowPerson()
     learner = make_learner(venv, oracle, total_labels=20)
     learner.collect_labels(TOTAL_STEPS // 2, TOTAL_STEPS)
@@ -418,3 +412,48 @@ def test_pending_queries_drop_their_frames_and_an_oracle_reads_them_back_from_th
     assert all(s.frames is None for q in again for s in q.segments)  # pending: no clips held
     stored = oracle.context.load_query(again[0].query_id)
     np.testing.assert_array_equal(stored.left.frames, first[0].left.frames)
+
+
+def framed_wrapper(n_steps: int = 60) -> PreferenceRewardWrapper:
+    """A wrapper recording frames (for oracles that show clips) with ``n_steps`` random steps."""
+    venv = PreferenceRewardWrapper(
+        make_vec_env(make_go_right(max_steps=20, render_mode="rgb_array"), n_envs=2, seed=0),
+        segment_length=5,
+        hidden_sizes=(16,),
+        record_frames=True,
+    )
+    record(venv, n_steps)
+    return venv
+
+
+class PersonAnsweringTwo(BaseOracle):
+    """Shows clips (``needs_frames``) and answers only the two oldest queries it is asked per call."""
+
+    needs_frames = True
+    labeler = "human:two"
+
+    def label(self, queries: Sequence[Query]) -> list[Preference | None]:
+        return [Preference.LEFT if i < 2 else None for i in range(len(queries))]
+
+
+def test_people_slower_than_the_schedule_get_fresh_queries_not_a_backlog() -> None:
+    """Without a bound the run would keep ~all due labels pending (rendered and stored for nothing)."""
+    venv = framed_wrapper()
+    learner = make_learner(venv, PersonAnsweringTwo(), total_labels=100)  # query_batch_size 5
+    assert learner.max_pending == 10  # default: 2 * query_batch_size for oracles that show clips
+    for timestep in range(0, TOTAL_STEPS + 1, TOTAL_STEPS // 20):
+        learner.collect_labels(timestep, TOTAL_STEPS)
+        assert learner.n_pending <= 10
+        assert learner.store.next_query_id() <= learner.n_labels + 10  # nothing asked beyond the bound
+        record(venv, 5, seed=timestep)
+    assert learner.n_labels == 2 * 21  # answered two per round throughout: never starved of queries
+    assert learner.store.pending_query_ids() == [q.query_id for q in learner.store.pending_queries()]
+
+
+def test_max_pending_bounds_the_backlog_and_answering_oracles_are_not_bounded() -> None:
+    learner = make_learner(framed_wrapper(), PersonAnsweringTwo(), total_labels=100, max_pending=3)
+    learner.collect_labels(TOTAL_STEPS, TOTAL_STEPS)  # all 100 due at once
+    assert (learner.n_labels, learner.n_pending) == (2, 1)
+    assert make_learner(recorded_wrapper(), total_labels=100).max_pending == 100  # synthetic: no bound
+    with pytest.raises(ValueError, match="max_pending must be >= 1"):
+        make_learner(recorded_wrapper(), total_labels=100, max_pending=0)

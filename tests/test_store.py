@@ -241,7 +241,7 @@ def test_label_life_cycle_pending_to_labeled(store: PreferenceStore):
     assert before <= label.created_at <= time.time()
     store.add_label(0, Preference.SKIP, "human:bob")  # a skip answers the query too
     store.add_label(3, Preference.EQUAL, "synthetic")
-    assert [q.query_id for q in store.pending_queries()] == [1]
+    assert [q.query_id for q in store.pending_queries()] == store.pending_query_ids() == [1]
     assert store.n_labels() == 3
     assert store.labels() == [label, *store.labels(after=1)]  # arrival order, not id order
     assert [x.query_id for x in store.labels()] == [2, 0, 3]
@@ -282,12 +282,20 @@ def test_adding_again_is_a_no_op_but_a_reused_id_is_an_error(store: PreferenceSt
     assert [q.query_id for q in store.pending_queries()] == [0]
 
 
+def test_query_size_counts_a_query_s_segments_without_reading_them(store: PreferenceStore):
+    triple = Query.of(1, [make_segment(10), make_segment(11), make_segment(12)])
+    store.add_queries([make_query(0), triple])
+    assert [store.query_size(0), store.query_size(1)] == [2, 3] == [store.query(i).size for i in (0, 1)]
+
+
 def test_unknown_ids_raise_key_errors_naming_the_id(store: PreferenceStore):
     with pytest.raises(UnknownSegmentError, match="segment 3") as segment_error:
         store.segment(3)
     with pytest.raises(UnknownQueryError, match="query 4") as query_error:
         store.query(4)
     assert isinstance(segment_error.value, KeyError) and isinstance(query_error.value, KeyError)
+    with pytest.raises(UnknownQueryError, match="query 4"):
+        store.query_size(4)
     assert str(query_error.value).startswith("query 4")  # the message itself, not KeyError's quoted repr
 
 

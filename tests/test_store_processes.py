@@ -90,6 +90,9 @@ _ZYGOTE = textwrap.dedent(
                 ack(fd, "l", query_id, name)
             except AlreadyLabeledError:
                 pass
+            # a pause between labels lets the others run: on a loaded 2-core machine one racer
+            # could otherwise label all queries within its time slice, and nothing would race
+            time.sleep(0.0005)
 
     ROLES = {"trainer": trainer, "writer": writer, "racer": racer}
     for line in sys.stdin:

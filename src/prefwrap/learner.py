@@ -76,6 +76,10 @@ class PreferenceLearner:
             (-336 vs -190 mean return over 5 seeds with a 500-segment window).
         query_batch_size: Ask only once at least this many labels are due (after the first batch);
             default ``max(1, total_labels // 20)``: about 20 query rounds and refits per run.
+        max_pending: Queries waiting for an answer at most; default ``2 * query_batch_size`` when
+            the oracle shows clips to people, else no bound. People labeling slower than the
+            schedule then get fresh queries picked by the current ensemble as they answer,
+            instead of a backlog of stale ones that the run renders and stores for nothing.
         min_segments: Recorded segments needed before the first query.
         store: A :class:`PreferenceStore`, the path of one (created or resumed), or ``None`` for an
             in-memory store (labels then die with the process).
@@ -116,6 +120,7 @@ class PreferenceLearner:
         candidate_factor: int = 10,
         query_window: int | None = None,
         query_batch_size: int | None = None,
+        max_pending: int | None = None,
         min_segments: int = 64,
         store: PreferenceStore | str | os.PathLike | None = None,
         fit_epochs: int = 5,
@@ -140,6 +145,8 @@ class PreferenceLearner:
         self._hooks = oracle_hooks(oracle)
         if total_labels < 1:
             raise ValueError(f"total_labels must be >= 1, got {total_labels}")
+        if max_pending is not None and max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         if candidate_factor < 1:
             raise ValueError(f"candidate_factor must be >= 1, got {candidate_factor}")
         if not 2 <= query_size <= MAX_QUERY_SIZE:
@@ -164,6 +171,8 @@ class PreferenceLearner:
         self.query_window = query_window
         self.query_size = query_size
         self.query_batch_size = query_batch_size or max(1, total_labels // 20)
+        unbounded = total_labels if not self._hooks.needs_frames else 2 * self.query_batch_size
+        self.max_pending = max_pending or unbounded
         self.min_segments = max(query_size, min(min_segments, wrapper.segments.capacity))
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store or ":memory:")
         self.dataset = PreferenceDataset(wrapper.learned_reward.n_members, max_labels=max_labels, seed=seed)
@@ -249,11 +258,12 @@ class PreferenceLearner:
             Counts of this round; see :attr:`needs_refit` for whether :meth:`refit` has work to do.
         """
         due = min(self.schedule.labels_due(timestep, total_timesteps), self.total_labels)
-        missing = due - self._n_answered - len(self._pending)
+        missing = min(due - self._n_answered, self.max_pending) - len(self._pending)
         first_batch = self._n_answered == 0 and not self._pending
         last_batch = due == self.total_labels
+        batch = min(self.query_batch_size, max(1, self.max_pending // 2))
         disagreement = float("nan")
-        if missing > 0 and (first_batch or last_batch or missing >= self.query_batch_size):
+        if missing > 0 and (first_batch or last_batch or missing >= batch):
             new_queries, disagreement = self._make_queries(missing)
             if new_queries:
                 self._add_demonstration_pairs()

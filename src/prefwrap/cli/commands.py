@@ -186,7 +186,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if run.store.is_file():
         with PreferenceStore(run.store) as store:
             result.update(label_counts(store, config.labels))
-            result["pending"] = len(store.pending_queries(with_frames=False))
+            result["pending"] = len(store.pending_query_ids())
     result.update({k: trained[k] for k in ("val_accuracy", "val_pairs") if k in trained})
     result["plots"] = []
     write_json(prefix.with_suffix(".json"), result)

@@ -56,7 +56,7 @@ def _evaluate(setup: Setup, run: RunDir, model: BaseAlgorithm, learner: Preferen
     fitted = learner.last_fit is not None
     summary.update(
         # from the store: queries another process asked or answered count too
-        pending=len(learner.store.pending_queries(with_frames=False)),
+        pending=len(learner.store.pending_query_ids()),
         val_accuracy=finite_or_none(learner.last_fit.validation_accuracy)
         if fitted
         else previous.get("val_accuracy"),

@@ -321,7 +321,7 @@ def run_labeling_session(
         if window is None:
             window = LabelingWindow(fps=fps or _meta_fps(store) or DEFAULT_FPS, scale=scale)
         while True:
-            pending = [query.query_id for query in store.pending_queries(with_frames=False)]
+            pending = store.pending_query_ids()
             if not pending:
                 if stop_when_empty:
                     break

@@ -206,6 +206,14 @@ class PreferenceStore:
         Raises:
             StoreError: A stored array is not plain ``.npy``, or the store is closed.
         """
+        return [self.query(query_id, with_frames=with_frames) for query_id in self.pending_query_ids()]
+
+    def pending_query_ids(self) -> list[int]:
+        """Ids of the queries that have no label yet, ascending; reads no arrays (cheap to poll).
+
+        Raises:
+            StoreError: The store is closed.
+        """
         rows = (
             self._database()
             .execute(
@@ -214,7 +222,20 @@ class PreferenceStore:
             )
             .fetchall()
         )
-        return [self.query(query_id, with_frames=with_frames) for (query_id,) in rows]
+        return [int(query_id) for (query_id,) in rows]
+
+    def query_size(self, query_id: int) -> int:
+        """The number of segments of a stored query (2 for a pair, ``K`` for a ranking); reads no arrays.
+
+        Raises:
+            UnknownQueryError: No query with this id (a ``KeyError``).
+            StoreError: The store is closed.
+        """
+        query_id = operator.index(query_id)
+        row = self._fetch_one("SELECT left_id, right_id FROM queries WHERE query_id = ?", (query_id,))
+        if row is None:
+            raise UnknownQueryError(f"query {query_id} is not in the preference store {self._where}")
+        return len(segment_ids(self._database(), query_id, tuple(row)))
 
     def next_query_id(self) -> int:
         """Largest stored ``query_id`` plus one (0 for an empty store), so ids continue on resume.

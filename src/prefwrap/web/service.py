@@ -147,11 +147,13 @@ class LabelingService:
                 and query_id not in taken
                 and self.leases.claim(session, query_id, second_opinion=True)
             ):
-                size = self.store.query(query_id, with_frames=False).size
+                size = self.store.query_size(query_id)
                 return {"query_id": query_id, "second_opinion": True, "size": size}
-        for query in self.store.pending_queries(with_frames=False):
-            if query.query_id not in taken and self.leases.claim(session, query.query_id):
-                return {"query_id": query.query_id, "second_opinion": False, "size": query.size}
+        # ids only: a run far ahead of its annotators has thousands of pending queries
+        for query_id in self.store.pending_query_ids():
+            if query_id not in taken and self.leases.claim(session, query_id):
+                size = self.store.query_size(query_id)
+                return {"query_id": query_id, "second_opinion": False, "size": size}
         return None
 
     def query_with_frames(self, query_id: int) -> Query:
@@ -246,7 +248,7 @@ class LabelingService:
             RequestError: 404 if no such query is stored.
         """
         try:
-            return self.store.query(query_id, with_frames=False).size
+            return self.store.query_size(query_id)
         except UnknownQueryError:
             raise RequestError(404, f"query {query_id} is not in this run's store") from None
 
@@ -263,7 +265,7 @@ class LabelingService:
 
     def status(self, session: str | None = None) -> dict[str, Any]:
         """Progress for the page: labels, queries waiting, this annotator's count, a training message."""
-        pending = [query.query_id for query in self.store.pending_queries(with_frames=False)]
+        pending = self.store.pending_query_ids()
         taken = self.leases.leased_ids()
         mine = 0
         if session is not None and session in self._sessions:
