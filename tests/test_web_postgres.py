@@ -300,3 +300,24 @@ def test_kill_9_of_the_page_process_loses_no_saved_answer(target: str) -> None:
         (1, "alice", L, "label"),
         (0, "bob", R, "second"),
     ]
+
+
+@pytest.mark.parametrize("via", BACKENDS)
+def test_store_copy_carries_the_journal_across_backends_and_back(target: str, via: str, tmp_path: Path) -> None:
+    """``prefwrap store copy`` copies the journal too: times, second opinions and rankings survive."""
+    from prefwrap.cli import main
+
+    make_store(target, 3)
+    with PreferenceStore(target) as store:
+        store.add_label(0, L, "human:alice")
+    journal = AnnotationJournal(journal_location(target))
+    journal.add(0, "alice", L, "label", shown_at=100.0, answered_at=103.5)
+    journal.add(0, "bob", Ranking([[1], [0]]), "second", shown_at=101.0, answered_at=104.0)
+    journal.close()
+    with new_target(via, tmp_path / "middle") as middle, new_target("sqlite", tmp_path / "back") as back:
+        assert main(["store", "copy", target, middle]) == 0
+        assert main(["store", "copy", middle, back]) == 0
+        assert read_journal(back) == read_journal(middle) == read_journal(target)
+        assert [e.seconds for e in read_journal(back)] == [3.5, 3.0]
+        with PreferenceStore(target) as original, PreferenceStore(back) as copied:
+            assert report(copied) == report(original)

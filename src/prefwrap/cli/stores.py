@@ -48,14 +48,19 @@ def cmd_annotators(args: argparse.Namespace) -> int:
 
 
 def cmd_store_copy(args: argparse.Namespace) -> int:
-    """``prefwrap store copy SRC DST``: copy a run's store to another backend, checking nothing was lost.
+    """``prefwrap store copy SRC DST``: copy a run's store, then its annotation journal (the web
+    page's answers, times and second opinions), to another backend, checking nothing was lost.
 
     Raises:
         StoreError: The copy failed its check, the destination holds data, or a store cannot be opened.
     """
     from prefwrap.store.copy import copy_store
+    from prefwrap.web.journal import copy_journal
 
     print(copy_store(args.src, args.dst))
+    n_answers = copy_journal(args.src, args.dst)
+    if n_answers:
+        print(f"copied the annotation journal: {n_answers} answers; checked (every entry read back)")
     return 0
 
 

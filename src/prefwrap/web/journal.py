@@ -46,6 +46,7 @@ __all__ = [
     "FILE_TABLE",
     "AnnotationJournal",
     "JournalEntry",
+    "copy_journal",
     "journal_location",
     "journal_path",
     "read_journal",
@@ -241,6 +242,42 @@ def read_journal(store_location: str | os.PathLike[str]) -> list[JournalEntry]:
             return []
         ranking = "ranking" if "ranking" in db.columns(table) else "NULL"  # a file from before rankings
         return _entries(db, table, ranking)
+
+
+def copy_journal(source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> int:
+    """Copy a store's journal to another store's (``prefwrap store copy`` does, after the store).
+
+    Entries keep their order, answers and times. The destination's journal (its file, or its
+    table in a PostgreSQL store) is created; the destination store must exist.
+
+    Returns:
+        The number of answers copied (0 where the source has no journal; nothing is then created).
+
+    Raises:
+        StoreError: The destination journal already holds answers, either cannot be opened, or the
+            answers read back from the destination differ from the source's.
+    """
+    entries = read_journal(source)
+    if not entries:
+        return 0
+    journal = AnnotationJournal(journal_location(destination))
+    try:
+        if journal.entries():
+            raise StoreError(f"the annotation journal of {journal.location} already holds answers")
+        for entry in entries:
+            journal.add(
+                entry.query_id,
+                entry.annotator,
+                entry.preference,
+                entry.role,
+                shown_at=entry.shown_at,
+                answered_at=entry.answered_at,
+            )
+        if journal.entries() != entries:
+            raise StoreError(f"journal copy check failed: {journal.location} differs from the source")
+    finally:
+        journal.close()
+    return len(entries)
 
 
 _COLUMNS = "query_id, annotator, preference, ranking, role, shown_at, answered_at"
