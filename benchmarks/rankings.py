@@ -1,14 +1,18 @@
-"""Rankings and demonstrations vs pairs, at equal human effort, on Pendulum-v1 with a synthetic teacher.
+"""Rankings and demonstrations vs pairs, at equal human effort, with a synthetic teacher.
 
-Arms (PPO, the zoo's Pendulum hyperparameters, ``SyntheticOracle()`` = B-Pref's rational teacher):
+Arms (PPO with the zoo's settings for the task, ``SyntheticOracle()`` = B-Pref's rational teacher;
+every arm through :func:`harness.run_arm`, so all share one training loop and evaluation):
 
-- ``pairs-N``: the paper's pairs, ``N`` judgements;
-- ``K3-N``, ``K4-N``: rankings of 3 or 4 segments (``query_size``), ``N`` judgements;
-- ``K4-N/2``: rankings of 4 with half the judgements (the issue's target: the pairs' return with
+- ``pairs``: the paper's pairs, ``--labels`` judgements;
+- ``K3``, ``K4``: rankings of 3 or 4 segments (``query_size``), ``--labels`` judgements;
+- ``K4-half``: rankings of 4 with half the judgements (the target: the pairs' return with
   <= 50 % of the judgements);
-- ``pairs-N/2+demos``: pairs with half the judgements plus 5 expert episodes as demonstrations (from a
-  PPO policy trained on the true reward in this script), against ``pairs-N`` without them and
-  ``pairs-N/2`` (the same judgements without demonstrations).
+- ``pairs-half``: pairs with half the judgements;
+- ``pairs-half+demos``: pairs with half the judgements plus 5 expert episodes as demonstrations
+  (from a PPO policy trained on the true reward in this script), with the library's default demo
+  settings; ``pairs-half+demos-strong``: the same demonstrations with ``demo_weight=1`` and five
+  demonstration pairs per oracle label in each query round;
+- ``true``: PPO on the true reward (the normaliser: score = (R - random) / (R_true - random)).
 
 **Effort.** A judgement is one answer (a pair or a ranking). Modelled seconds per judgement:
 ``t(K) = K * clip_s + hick_s * log2(K!) + response_s``: watching each of the ``K`` clips once
@@ -18,31 +22,41 @@ grows with the information of the answer, ``log2(K!)`` bits for a full ranking, 
 ``response_s = 1`` s to give it. The constants are assumptions, not measurements: t(2) = 4.5 s,
 t(3) = 6.8 s, t(4) = 9.3 s. Demonstrations are counted as free (the user already has them).
 
-Example (the small budget, ~15 min on 2 cores)::
+Demonstrations need a task whose zoo settings do not normalise observations (the expert's
+observations are recorded raw, as the reward model sees them): Pendulum, not HalfCheetah or Hopper.
 
-    python benchmarks/rankings.py --seeds 0 1 2 --steps 30000 --labels 100 --workers 2
+Examples::
+
+    python benchmarks/rankings.py --seeds 0 1 2 3 4 --steps 30000 --labels 100 --workers 2
+    python benchmarks/rankings.py --env HalfCheetah-v5 --seeds 0 1 2 --steps 100000 --labels 200 \\
+        --arms true pairs K4 K4-half pairs-half --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import multiprocessing
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import (
+    add_sweep_arguments,
+    fmt_spread,
+    jobs_at_once,
+    make_job,
+    markdown_table,
+    mean_std,
+    normalised_score,
+    ppo_config,
+    random_return,
+    report_header,
+    run_dir,
+    run_jobs,
+)
 
-ENV_ID = "Pendulum-v1"
-PPO_KWARGS: dict[str, Any] = dict(
-    n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate=1e-3,
-    clip_range=0.2, use_sde=True, sde_sample_freq=4,
-)  # fmt: skip
-N_ENVS = 4
 CLIP_S, HICK_S, RESPONSE_S = 1.5, 0.5, 1.0
+ARMS = ("true", "pairs", "K3", "K4", "K4-half", "pairs-half", "pairs-half+demos", "pairs-half+demos-strong")
 
 
 def seconds_per_judgement(k: int) -> float:
@@ -50,20 +64,29 @@ def seconds_per_judgement(k: int) -> float:
     return k * CLIP_S + HICK_S * math.log2(math.factorial(k)) + RESPONSE_S
 
 
-def train_expert(steps: int, out: Path, n_episodes: int = 5) -> tuple[float, Path]:
-    """PPO on the true reward; returns its mean return over ``n_episodes`` and the demonstrations file."""
+def train_expert(env_id: str, steps: int, out: Path, n_episodes: int = 5) -> tuple[float, Path]:
+    """PPO on the true reward; returns its mean return over ``n_episodes`` and the demonstrations file.
+
+    Raises:
+        SystemExit: The task's settings normalise observations (see the module docstring).
+    """
+    import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
+    from prefwrap.cli.hyperparams import HyperParams
     from prefwrap.demonstrations import Trajectory, save_demonstrations
 
+    config = ppo_config(env_id)
+    if config.pop("normalize"):
+        raise SystemExit(f"demonstration arms need a task without VecNormalize; {env_id} has it")
     torch.set_num_threads(1)
-    model = PPO("MlpPolicy", make_vec_env(ENV_ID, n_envs=N_ENVS, seed=100), seed=100, **PPO_KWARGS)
+    venv = make_vec_env(env_id, n_envs=config.pop("n_envs"), seed=100)
+    kwargs = HyperParams(model_kwargs=config).algorithm_kwargs(venv.action_space)
+    model = PPO("MlpPolicy", venv, seed=100, device="cpu", **kwargs)
     model.learn(steps)
-    import gymnasium as gym
-
-    env = gym.make(ENV_ID)
+    env = gym.make(env_id)
     trajectories, returns = [], []
     for episode in range(n_episodes):
         obs, _ = env.reset(seed=1000 + episode)
@@ -77,103 +100,78 @@ def train_expert(steps: int, out: Path, n_episodes: int = 5) -> tuple[float, Pat
             done = terminated or truncated
         trajectories.append(Trajectory(np.array(observations), np.array(actions), np.array(rewards)))
         returns.append(sum(rewards))
-    path = out / "pendulum_demos.npz"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "demos.npz"
     save_demonstrations(path, trajectories)
     return float(np.mean(returns)), path
 
 
-def run_arm(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one arm with one seed; returns the final true return (10 deterministic episodes)."""
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
+def arm_job(arm: str, args: argparse.Namespace, seed: int, demos: Path | None) -> dict[str, Any]:
+    """The harness job of one arm and seed."""
+    if arm == "true":
+        return make_job(args.env, arm, seed, args.steps)
+    k = 4 if arm.startswith("K4") else 3 if arm.startswith("K3") else 2
+    labels = args.labels // 2 if "half" in arm else args.labels
+    learner: dict[str, Any] = {"query_size": k}
+    if "demos" in arm:
+        learner["demonstrations"] = str(demos)
+    if arm.endswith("demos-strong"):
+        learner["demo_weight"] = 1.0
+        learner["demo_pairs_per_round"] = 5 * max(1, labels // 20)  # five per label of a round
+    return make_job(args.env, arm, seed, args.steps, kind="rlhf", labels=labels, learner_kwargs=learner)
 
-    from prefwrap import PreferenceCallback, PreferenceRewardWrapper, SyntheticOracle
 
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    venv = PreferenceRewardWrapper(make_vec_env(ENV_ID, n_envs=N_ENVS, seed=job["seed"]))
-    callback = PreferenceCallback(
-        venv,
-        SyntheticOracle(seed=job["seed"]),
-        job["labels"],
-        query_size=job["k"],
-        demonstrations=job.get("demos"),
-        seed=job["seed"],
+def report(args: argparse.Namespace, arms: list[str], results: list[dict[str, Any]], low: float) -> str:
+    """The markdown table: judgements, modelled seconds, return, score and score ÷ the pairs'."""
+    returns = {arm: [r["return"] for r in results if r["arm"] == arm] for arm in arms}
+    true_mean = mean_std(returns["true"])[0] if "true" in returns else float("nan")
+    scores = {arm: normalised_score(mean_std(v)[0], low, true_mean) for arm, v in returns.items()}
+    rows = []
+    for arm in arms:
+        k = 4 if arm.startswith("K4") else 3 if arm.startswith("K3") else 2
+        judgements = np.mean([r.get("labels", 0) for r in results if r["arm"] == arm])
+        ratio = scores[arm] / scores["pairs"] if "pairs" in scores else float("nan")
+        rows.append(
+            [
+                arm,
+                f"{judgements:.0f}",
+                f"{judgements * seconds_per_judgement(k):.0f}",
+                fmt_spread(*mean_std(returns[arm])),
+                f"{scores[arm]:.2f}",
+                f"{ratio:.2f}",
+            ]
+        )
+    header = ["arm", "judgements", "modelled human s", "true return (mean ± std)", "score", "score ÷ pairs'"]
+    return (
+        f"{report_header(f'Rankings and demonstrations, {args.env}', jobs_at_once(args))}\n"
+        f"PPO {args.steps} steps, seeds {args.seeds}, random policy {low:.1f}; "
+        f"score = (R - random) / (R_true - random)\n\n{markdown_table(header, rows)}\n"
     )
-    model = PPO("MlpPolicy", venv, seed=job["seed"], **PPO_KWARGS)
-    model.learn(job["steps"], callback=callback)
-    eval_env = make_vec_env(ENV_ID, n_envs=1, seed=10_000 + job["seed"])
-    mean_return, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    return {
-        **job,
-        "return": float(mean_return),
-        "judgements": callback.learner.n_labels,
-        "demo_labels": callback.learner.n_demo_labels,
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def random_return(n_episodes: int = 10) -> float:
-    import gymnasium as gym
-
-    env = gym.make(ENV_ID)
-    returns = []
-    for episode in range(n_episodes):
-        env.reset(seed=2000 + episode)
-        env.action_space.seed(episode)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--env", default="Pendulum-v1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--labels", type=int, default=100)
     parser.add_argument("--expert-steps", type=int, default=60_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--arms", nargs="+", help="only these arms (default: all)")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--resume", action="store_true", help="skip jobs already in the results file")
+    add_sweep_arguments(parser)
     args = parser.parse_args()
-    out = Path(tempfile.mkdtemp(prefix="prefwrap-rankings-"))
-    n, half = args.labels, args.labels // 2
-    expert_return, demos = train_expert(args.expert_steps, out)
-    arms = [("pairs", 2, n, None), ("K3", 3, n, None), ("K4", 4, n, None), ("K4-half", 4, half, None)]
-    arms += [("pairs-half", 2, half, None), ("pairs-half+demos", 2, half, str(demos))]
-    arms = [arm for arm in arms if not args.arms or arm[0] in args.arms]
-    jobs = [
-        {"arm": arm, "k": k, "labels": labels, "demos": d, "seed": seed, "steps": args.steps}
-        for arm, k, labels, d in arms
-        for seed in args.seeds
-    ]
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        results = pool.map(run_arm, jobs, chunksize=1)
-    low = random_return()
-    print(
-        f"\n{ENV_ID}, PPO {args.steps} steps, seeds {args.seeds}; expert (PPO {args.expert_steps} steps, true"
-    )
-    print(f"reward) {expert_return:.1f}, random policy {low:.1f}; score = (R - random) / (expert - random)\n")
-    print("| arm | judgements | modelled human s | true return (mean ± std) | score | score ÷ pairs' |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    returns = {arm: np.array([r["return"] for r in results if r["arm"] == arm]) for arm, *_ in arms}
-    scores = {arm: (values.mean() - low) / (expert_return - low) for arm, values in returns.items()}
-    for arm, k, _labels, _ in arms:
-        judgements = np.mean([r["judgements"] for r in results if r["arm"] == arm])
-        ratio = scores[arm] / scores["pairs"] if "pairs" in scores else float("nan")
-        print(
-            f"| {arm} | {judgements:.0f} | {judgements * seconds_per_judgement(k):.0f} | "
-            f"{returns[arm].mean():.1f} ± {returns[arm].std():.1f} | {scores[arm]:.2f} | {ratio:.2f} |"
-        )
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"\nper-run wall-clock s: {np.mean([r['seconds'] for r in results]):.0f}; demos file {demos}")
+    demos = None
+    if any("demos" in arm for arm in args.arms):
+        # a fixed path: --resume finds the jobs of a run by their arguments, the file's name included
+        expert_return, demos = train_expert(args.env, args.expert_steps, run_dir(f"demos-{args.env}"))
+        print(f"expert (PPO {args.expert_steps} steps, true reward): {expert_return:.1f}", flush=True)
+    jobs = [arm_job(arm, args, seed, demos) for arm in args.arms for seed in args.seeds]
+    out = run_dir(f"rankings-{args.env}.jsonl")
+    results = run_jobs(jobs, args.workers, out, args.resume, address=args.address)
+    low = random_return(args.env, {}, 20)
+    print("\n" + report(args, args.arms, results, low))
 
 
 if __name__ == "__main__":

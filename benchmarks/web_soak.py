@@ -8,9 +8,11 @@ Measured side by side in one run:
    ask for the next query, download every clip, think ``--think`` seconds, answer), label whatever the
    run asks. Every answer the server acknowledges is written to the annotator's log first.
 2. **The synthetic arm**: the same run, same seed and the same number of env steps, with
-   ``SyntheticOracle`` answering at the team's pace (its labels per second of training), so both
-   arms fit and query on about as many labels and the ratio isolates the cost of serving people
-   (the page's server process, HTTP, clips). Both arms keep at most ``MAX_PENDING`` queries waiting.
+   ``SyntheticOracle`` answering at the team's pace (the team's labels per env step: by each step
+   the synthetic arm holds as many labels as the team did on average), so both arms fit and query
+   on as many labels and the ratio isolates the cost of serving people (the page's server
+   process, HTTP, clips). Pacing by wall clock instead would give the slower arm more labels.
+   Both arms keep at most ``MAX_PENDING`` queries waiting.
 
 Reported: acknowledged labels missing from the store (must be 0), queries holding two labels or
 acknowledged as the label to two annotators (must be 0), labels per minute, and the team arm's
@@ -91,10 +93,10 @@ def train(
     folder: Path,
     port: int,
     seed: int,
-    labels_per_second: float = 0.0,
+    labels_per_step: float = 0.0,
 ) -> dict[str, Any]:
     """PPO on Pendulum-v1 through the wrapper: for ``seconds`` (the team arm) or ``steps``; the
-    synthetic arm answers ``labels_per_second`` of training time."""
+    synthetic arm answers ``labels_per_step`` per env step."""
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -114,12 +116,12 @@ def train(
     )
 
     class PacedSynthetic(SyntheticOracle):
-        """Answers as many queries as ``labels_per_second`` allows so far; the rest wait."""
+        """Answers as many queries as ``labels_per_step`` allows so far; the rest wait."""
 
         answered = 0
 
         def label(self, queries):  # type: ignore[no-untyped-def]
-            allowed = max(0, int(labels_per_second * (time.perf_counter() - start)) - self.answered)
+            allowed = max(0, int(labels_per_step * venv.num_timesteps) - self.answered)
             answers = list(super().label(queries[:allowed]))
             self.answered += len(answers)
             return answers + [None] * (len(queries) - len(answers))
@@ -204,7 +206,7 @@ def main() -> None:
     for process in annotators:
         process.join()
     result = check(team["store"], logs)
-    pace = team["labels"] / team["seconds"]
+    pace = team["labels"] / team["steps"]
     synthetic = train("synthetic", team["steps"], None, folder, port, args.seed, pace)
     team_rate, synthetic_rate = team["steps"] / team["seconds"], synthetic["steps"] / synthetic["seconds"]
     print(

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -782,3 +783,32 @@ def test_a_pending_query_asked_again_without_frames_is_shown_from_the_store() ->
     assert loaded == [with_frames.query_id]
     assert oracle.label([with_frames]) == [Preference.LEFT] and loaded == [with_frames.query_id]
     oracle.close()
+
+
+def test_a_session_loads_the_next_query_while_the_current_one_is_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next clip plays the moment an answer is given: its frames were read from the store on the
+    prefetch thread (its own connection) while the person watched the one before."""
+    path = tmp_path / "prefs.sqlite"
+    with PreferenceStore(path) as store:
+        store.add_queries(make_queries(3))
+    loads: list[tuple[int, str]] = []
+    real_query = PreferenceStore.query
+
+    def recording_query(self: PreferenceStore, query_id: int, **kwargs: bool) -> Query:
+        loads.append((query_id, threading.current_thread().name))
+        return real_query(self, query_id, **kwargs)
+
+    monkeypatch.setattr(PreferenceStore, "query", recording_query)
+    window = LabelingWindow(fps=1000, on_frame=press_sequences([K.K_LEFT], [K.K_RIGHT], [K.K_UP]))
+    assert run_labeling_session(path, stop_when_empty=True, window=window) == 3
+    assert [query_id for query_id, _ in loads] == [0, 1, 2]
+    assert loads[0][1] == threading.current_thread().name  # the first: nothing to overlap with
+    assert all(thread.startswith("prefwrap-prefetch") for _, thread in loads[1:])
+    with PreferenceStore(path) as store:
+        assert [label.preference for label in store.labels()] == [
+            Preference.LEFT,
+            Preference.RIGHT,
+            Preference.EQUAL,
+        ]

@@ -245,3 +245,23 @@ def test_evaluating_a_sample_of_labels_matches_evaluating_only_those_labels() ->
     masked = dataclasses.replace(labels, counts=counts, weights=weights)
     expected_train = fitter._evaluate(dataset.segment_tensors(), masked)[0]
     assert sampled[0] == pytest.approx(expected_train, rel=1e-5)
+
+
+def test_a_fit_on_fewer_labels_than_a_batch_uses_batches_of_those_labels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10 labels with batch_size 64: one step of its ~10 in-bag labels per member and epoch, not 64
+    copies (a CNN's first fits paid 6x for nothing)."""
+    dataset, _ = labelled_dataset(10)
+    fitter = RewardFitter(MlpRewardEnsemble(OBS_DIM, 1, n_members=3), batch_size=64, epochs=3, seed=0)
+    shapes = []
+    real = fitter._batch_loss
+
+    def recording(segments, labels, batch):  # type: ignore[no-untyped-def]
+        shapes.append(tuple(batch.shape))
+        return real(segments, labels, batch)
+
+    monkeypatch.setattr(fitter, "_batch_loss", recording)
+    report = fitter.fit(dataset)
+    in_bag = int(dataset.labels().counts.sum(0).max())  # the largest member's bootstrap (~10)
+    assert report.gradient_steps == 3 and shapes == [(3, in_bag)] * 3 and in_bag < 20

@@ -73,7 +73,8 @@ class RewardFitter:
     Args:
         model: The ensemble (``MlpRewardEnsemble`` or a CNN ensemble with the same call signature).
         learning_rate: Adam step size.
-        batch_size: Labels (pairs or rankings) per member per gradient step.
+        batch_size: Labels (pairs or rankings) per member per gradient step; a member with fewer
+            in-bag labels than this takes batches of that many (one step per epoch).
         epochs: Passes over the (bootstrapped) training labels per refit.
         max_seconds: Wall-clock bound per refit; ``None`` for no bound.
         epoch_labels: Labels per epoch at most: with more, an epoch samples this many (with
@@ -152,14 +153,18 @@ class RewardFitter:
         epoch_size = max(len(index) for index in in_bag)
         if self.epoch_labels is not None:
             epoch_size = min(epoch_size, self.epoch_labels)
-        steps_per_epoch = max(1, int(np.ceil(epoch_size / self.batch_size)))
+        # fewer labels than a batch: a batch of them all (drawn with replacement, as always) costs
+        # batch_size / epoch_size times less than repeating them to fill batch_size; the expected
+        # gradient is the same. It matters for CNN rewards, whose first fits have few labels.
+        batch_size = min(self.batch_size, epoch_size)
+        steps_per_epoch = max(1, int(np.ceil(epoch_size / batch_size)))
         steps, n_epochs, out_of_time = 0, epochs or self.epochs, False
         self.model.train()
         for epoch in range(n_epochs):
             batches = torch.as_tensor(
                 np.stack(
                     [
-                        index[self._rng.integers(0, len(index), (steps_per_epoch, self.batch_size))]
+                        index[self._rng.integers(0, len(index), (steps_per_epoch, batch_size))]
                         for index in in_bag
                     ],
                     axis=1,
