@@ -214,6 +214,14 @@ class DemonstrationPreferences:
         buffer.next_segment_id += len(segments)
         return cls(segments, weight, pairs_per_round, seed)
 
+    def state_dict(self) -> dict[str, object]:
+        """The generator's state (a resumed run pairs what the uninterrupted run would)."""
+        return dict(self._rng.bit_generator.state)
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._rng.bit_generator.state = state
+
     def add_pairs(self, store: PreferenceStore, buffer: SegmentBuffer, first_query_id: int) -> list[Query]:
         """Store ``pairs_per_round`` answered pairs against the newest policy segments; return them.
 

@@ -15,12 +15,18 @@ Two signals, logged under ``pref/`` after every refit and every :data:`DIAGNOSTI
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from prefwrap.reward.dataset import PreferenceDataset
 from prefwrap.reward.fitting import segment_returns
 from prefwrap.reward.learned import LearnedReward
+from prefwrap.selection import buffer_member_returns
+
+if TYPE_CHECKING:
+    from prefwrap.wrapper import PreferenceRewardWrapper
 
 DISAGREEMENT_WARNING = 2.0
 """``pref/disagreement_ratio`` above which the run warns and queries focus on recent segments."""
@@ -81,3 +87,25 @@ def labelled_member_returns(
     reward.model.eval()
     inputs = (tensors[key].to(reward.device) for key in ("observations", "actions", "mask", "absorbing"))
     return segment_returns(reward.model, *inputs).cpu()
+
+
+def reward_signals(
+    wrapper: PreferenceRewardWrapper, dataset: PreferenceDataset, n_segments: int = 64
+) -> dict[str, float]:
+    """Both signals for a run: ``{"learned_true_corr": ..., "disagreement_ratio": ...}``.
+
+    The ratio compares the newest ``n_segments`` recorded segments with up to ``n_segments``
+    labelled ones; nan where a signal is not defined yet (too few episodes, no fit, no labels).
+    """
+    signals = {
+        "learned_true_corr": return_correlation(
+            np.array(wrapper.episode_true_returns), np.array(wrapper.episode_learned_returns)
+        ),
+        "disagreement_ratio": float("nan"),
+    }
+    reward = wrapper.learned_reward
+    if reward.fitted and len(dataset) and wrapper.segments.size >= 2:
+        policy = buffer_member_returns(reward, wrapper.segments, wrapper.segments.newest_rows(n_segments))
+        labelled = labelled_member_returns(reward, dataset, n_segments)
+        signals["disagreement_ratio"] = disagreement_ratio(policy, labelled)
+    return signals

@@ -19,26 +19,14 @@ from typing import Any
 import numpy as np
 
 from prefwrap.demonstrations import DEMO_LABELER, DemonstrationPreferences, Trajectory
-from prefwrap.diagnostics import (
-    DISAGREEMENT_WARNING,
-    disagreement_ratio,
-    labelled_member_returns,
-    return_correlation,
-)
+from prefwrap.diagnostics import DISAGREEMENT_WARNING, reward_signals
 from prefwrap.oracles.base import Oracle, OracleContext, oracle_hooks
 from prefwrap.records import MAX_QUERY_SIZE, Answer, Preference, Query, Segment
 from prefwrap.refitting import RewardRefitting
 from prefwrap.reward.dataset import PreferenceDataset
 from prefwrap.reward.fitting import FitReport, RewardFitter
 from prefwrap.schedule import DecayingSchedule, LabelSchedule
-from prefwrap.selection import (
-    DisagreementSelector,
-    PairSelector,
-    RandomSelector,
-    buffer_member_returns,
-    candidate_tuples,
-    preference_disagreement,
-)
+from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, choose_tuples
 from prefwrap.store import AlreadyLabeledError, PreferenceStore
 from prefwrap.wrapper import PreferenceRewardWrapper
 
@@ -360,20 +348,17 @@ class PreferenceLearner:
             rows = rows[-self.query_window :]
         if len(rows) < self.query_size:
             return [], float("nan")
-        pairs = candidate_tuples(
-            self._rng, len(rows), n_pairs * self.candidate_factor, self.query_size, self.focus_recent
+        chosen, disagreement = choose_tuples(
+            self._rng,
+            self.wrapper.learned_reward,
+            segments,
+            rows,
+            n_pairs,
+            self.query_size,
+            self.candidate_factor,
+            self.selector,
+            self.focus_recent,
         )
-        if self.wrapper.learned_reward.fitted:
-            # score only the segments that appear in a candidate pair (cheap even for image buffers)
-            scored, positions = np.unique(pairs, return_inverse=True)
-            member_returns = buffer_member_returns(self.wrapper.learned_reward, segments, rows[scored])
-            chosen = self.selector.select(positions.reshape(pairs.shape), member_returns, n_pairs)
-            disagreement = float(
-                preference_disagreement(positions.reshape(pairs.shape)[chosen], member_returns).mean()
-            )
-        else:  # an unfitted ensemble's disagreement is noise: the first batch is random
-            chosen = self._rng.choice(len(pairs), size=min(n_pairs, len(pairs)), replace=False)
-            disagreement = float("nan")
         read: dict[int, Segment] = {}  # a segment in several pairs is copied (and rendered) once
 
         def segment_at(position: int) -> Segment:
@@ -383,7 +368,7 @@ class PreferenceLearner:
             return read[row]
 
         queries = []
-        for positions in pairs[chosen]:
+        for positions in chosen:
             queries.append(Query.of(self._next_query_id, [segment_at(p) for p in positions]))
             self._next_query_id += 1
         return queries, disagreement
@@ -394,18 +379,7 @@ class PreferenceLearner:
         Returns:
             ``{"learned_true_corr": ..., "disagreement_ratio": ...}``, nan where not yet defined.
         """
-        wrapper = self.wrapper
-        signals = {
-            "learned_true_corr": return_correlation(
-                np.array(wrapper.episode_true_returns), np.array(wrapper.episode_learned_returns)
-            ),
-            "disagreement_ratio": float("nan"),
-        }
-        if wrapper.learned_reward.fitted and len(self.dataset) and wrapper.segments.size >= 2:
-            reward = wrapper.learned_reward
-            policy = buffer_member_returns(reward, wrapper.segments, wrapper.segments.newest_rows(n_segments))
-            labelled = labelled_member_returns(reward, self.dataset, n_segments)
-            signals["disagreement_ratio"] = disagreement_ratio(policy, labelled)
+        signals = reward_signals(self.wrapper, self.dataset, n_segments)
         self.focus_recent = signals["disagreement_ratio"] > DISAGREEMENT_WARNING
         return signals
 
@@ -417,15 +391,15 @@ class PreferenceLearner:
         and tensors). A background fit still running is waited for but not installed: its weights
         (in the fitter's state), start step and report are saved, and a resumed run installs them
         when the uninterrupted run would have."""
-        generators = {"candidates": self._rng}
+        generators = {"candidates": self._rng.bit_generator.state}
         if isinstance(self.selector, RandomSelector):
-            generators["selector"] = self.selector._rng
+            generators["selector"] = self.selector.state_dict()
         if self.demonstrations is not None:
-            generators["demonstrations"] = self.demonstrations._rng
+            generators["demonstrations"] = self.demonstrations.state_dict()
         return {
             **self.refitting.state_dict(),
             "dataset": self.dataset.state_dict(),
-            "rng": {name: rng.bit_generator.state for name, rng in generators.items()},
+            "rng": generators,
             "focus_recent": self.focus_recent,
             "fitted_labels": self._labels_read - self.refitting.labels_since_fit,
         }
@@ -443,9 +417,9 @@ class PreferenceLearner:
         generators = state["rng"] if "candidates" in state["rng"] else {"candidates": state["rng"]}
         self._rng.bit_generator.state = generators["candidates"]
         if isinstance(self.selector, RandomSelector) and "selector" in generators:
-            self.selector._rng.bit_generator.state = generators["selector"]
+            self.selector.load_state_dict(generators["selector"])
         if self.demonstrations is not None and "demonstrations" in generators:
-            self.demonstrations._rng.bit_generator.state = generators["demonstrations"]
+            self.demonstrations.load_state_dict(generators["demonstrations"])
         self.focus_recent = bool(state.get("focus_recent", False))
         self.refitting.labels_since_fit = max(0, self._labels_read - int(state["fitted_labels"]))
 

@@ -68,6 +68,14 @@ class RandomSelector:
     def select(self, pairs: np.ndarray, member_returns: torch.Tensor, n: int) -> np.ndarray:
         return self._rng.choice(len(pairs), size=min(n, len(pairs)), replace=False)
 
+    def state_dict(self) -> dict[str, object]:
+        """The generator's state (a resumed run picks what the uninterrupted run would)."""
+        return dict(self._rng.bit_generator.state)
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._rng.bit_generator.state = state
+
 
 def candidate_tuples(
     rng: np.random.Generator, n_rows: int, n_candidates: int, k: int, focus_recent: bool = False
@@ -104,6 +112,37 @@ def candidate_tuples(
     _, first = np.unique(tuples, axis=0, return_index=True)
     tuples = tuples[np.sort(first)]
     return np.take_along_axis(tuples, np.argsort(rng.random(tuples.shape), axis=1), axis=1)
+
+
+def choose_tuples(
+    rng: np.random.Generator,
+    reward: LearnedReward,
+    segments: SegmentBuffer,
+    rows: np.ndarray,
+    n: int,
+    k: int,
+    candidate_factor: int,
+    selector: PairSelector,
+    focus_recent: bool = False,
+) -> tuple[np.ndarray, float]:
+    """The queries to ask: ``n`` of ``n * candidate_factor`` candidate ``k``-tuples of ``rows``.
+
+    A fitted ensemble scores only the segments that appear in a candidate (cheap even for image
+    buffers) and ``selector`` picks; an unfitted ensemble's disagreement is noise, so the first
+    batch is drawn at random.
+
+    Returns:
+        ``(chosen, disagreement)``: ``(n', k)`` positions into ``rows`` (``n' <= n``), and their
+        mean :func:`preference_disagreement` (nan before the first fit).
+    """
+    tuples = candidate_tuples(rng, len(rows), n * candidate_factor, k, focus_recent)
+    if not reward.fitted:
+        return tuples[rng.choice(len(tuples), size=min(n, len(tuples)), replace=False)], float("nan")
+    scored, positions = np.unique(tuples, return_inverse=True)
+    positions = positions.reshape(tuples.shape)
+    member_returns = buffer_member_returns(reward, segments, rows[scored])
+    chosen = selector.select(positions, member_returns, n)
+    return tuples[chosen], float(preference_disagreement(positions[chosen], member_returns).mean())
 
 
 @torch.no_grad()
