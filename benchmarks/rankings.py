@@ -53,6 +53,7 @@ from harness import (
     report_header,
     run_dir,
     run_jobs,
+    snapshot_prefwrap,
 )
 
 CLIP_S, HICK_S, RESPONSE_S = 1.5, 0.5, 1.0
@@ -162,6 +163,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="skip jobs already in the results file")
     add_sweep_arguments(parser)
     args = parser.parse_args()
+    snapshot_prefwrap()  # before the expert imports prefwrap: the jobs and the expert run one copy
     demos = None
     if any("demos" in arm for arm in args.arms):
         # a fixed path: --resume finds the jobs of a run by their arguments, the file's name included
