@@ -59,7 +59,7 @@ class PreferenceCallback(BaseCallback):
             :class:`~prefwrap.demonstrations.Trajectory`, turned into preferences "demonstration ≻
             policy" (``docs/concepts.md#demonstrations``).
         **learner_kwargs: Passed to :class:`~prefwrap.learner.PreferenceLearner` (schedule, selection,
-            query_batch_size, fit_epochs, seed, demo_weight, demo_pairs_per_round, ...).
+            query_batch_size, max_pending, fit_epochs, seed, demo_weight, demo_pairs_per_round, ...).
 
     Raises:
         TypeError: ``env`` holds no :class:`PreferenceRewardWrapper` (at construction), or the model's
