@@ -159,8 +159,9 @@ class PreferenceLearner:
         self.query_window = query_window
         self.query_size = query_size
         self.query_batch_size = query_batch_size or max(1, total_labels // 20)
-        unbounded = total_labels if not self._hooks.needs_frames else 2 * self.query_batch_size
-        self.max_pending = max_pending or unbounded
+        # people answer slower than the schedule asks: bound their backlog; an answering oracle needs none
+        default_bound = 2 * self.query_batch_size if self._hooks.needs_frames else total_labels
+        self.max_pending = max_pending or default_bound
         self.min_segments = max(query_size, min(min_segments, wrapper.segments.capacity))
         self.store = store if isinstance(store, PreferenceStore) else PreferenceStore(store or ":memory:")
         self.dataset = PreferenceDataset(wrapper.learned_reward.n_members, max_labels=max_labels, seed=seed)
