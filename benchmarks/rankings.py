@@ -10,8 +10,7 @@ every arm through :func:`harness.run_arm`, so all share one training loop and ev
 - ``pairs-half``: pairs with half the judgements;
 - ``pairs-half+demos``: pairs with half the judgements plus 5 expert episodes as demonstrations
   (from a PPO policy trained on the true reward in this script), with the library's default demo
-  settings; ``pairs-half+demos-strong``: the same demonstrations with ``demo_weight=1`` and five
-  demonstration pairs per oracle label in each query round;
+  settings; ``pairs-half+demos-w0.5``: the same with ``demo_weight=0.5``;
 - ``true``: PPO on the true reward (the normaliser: score = (R - random) / (R_true - random)).
 
 **Effort.** A judgement is one answer (a pair or a ranking). Modelled seconds per judgement:
@@ -57,7 +56,7 @@ from harness import (
 )
 
 CLIP_S, HICK_S, RESPONSE_S = 1.5, 0.5, 1.0
-ARMS = ("true", "pairs", "K3", "K4", "K4-half", "pairs-half", "pairs-half+demos", "pairs-half+demos-strong")
+ARMS = ("true", "pairs", "K3", "K4", "K4-half", "pairs-half", "pairs-half+demos", "pairs-half+demos-w0.5")
 
 
 def seconds_per_judgement(k: int) -> float:
@@ -116,9 +115,8 @@ def arm_job(arm: str, args: argparse.Namespace, seed: int, demos: Path | None) -
     learner: dict[str, Any] = {"query_size": k}
     if "demos" in arm:
         learner["demonstrations"] = str(demos)
-    if arm.endswith("demos-strong"):
-        learner["demo_weight"] = 1.0
-        learner["demo_pairs_per_round"] = 5 * max(1, labels // 20)  # five per label of a round
+    if arm.endswith("demos-w0.5"):
+        learner["demo_weight"] = 0.5
     return make_job(args.env, arm, seed, args.steps, kind="rlhf", labels=labels, learner_kwargs=learner)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 
 from prefwrap.demonstrations import (
@@ -18,6 +19,8 @@ from prefwrap.demonstrations import (
 )
 from prefwrap.encoding import InputEncoder
 from prefwrap.records import Preference
+from prefwrap.reward.learned import LearnedReward
+from prefwrap.segment_buffer import SegmentBuffer
 from prefwrap.store import PreferenceStore
 
 
@@ -101,6 +104,7 @@ def test_demonstrations_become_weighted_stored_labels(tmp_path: Path) -> None:
         store=store,
         demonstrations=demos,
         seed=0,
+        demo_weight=0.5,
         demo_pairs_per_round=4,
     )
     PPO("MlpPolicy", venv, n_steps=256, seed=0).learn(2048, callback=callback)
@@ -117,3 +121,53 @@ def test_demonstrations_become_weighted_stored_labels(tmp_path: Path) -> None:
         assert opened.segment(demo_labels[0].left_id).env_index == -1
     resumed = PreferenceCallback(venv, SyntheticOracle(), 20, store=store, seed=1)
     assert resumed.learner.n_labels == 20 and resumed.learner.n_demo_labels == learner.n_demo_labels
+
+
+def reward_of_first_feature(encoder_spaces: tuple[spaces.Box, spaces.Box]) -> LearnedReward:
+    """A fitted 1-member reward whose value is the first observation feature (positive inputs)."""
+    reward = LearnedReward(*encoder_spaces, n_members=1, hidden_sizes=(4,), seed=0)
+    with torch.no_grad():
+        for layer in reward.model.layers:
+            layer.weight.zero_()
+            layer.bias.zero_()
+            layer.weight[0, 0, 0] = 1.0
+    reward.fitted = True
+    return reward
+
+
+def policy_buffer(values: list[float], first_segment_id: int, segment_length: int = 5) -> SegmentBuffer:
+    """One env's segments of constant observation ``value`` each, in order."""
+    buffer = SegmentBuffer(1, segment_length, (3,), np.float32, 1, 100, first_segment_id)
+    for step, value in enumerate(np.repeat(values, segment_length)):
+        buffer.add(
+            np.full((1, 3), value, np.float32),
+            np.zeros((1, 1), np.float32),
+            np.zeros(1, np.float32),
+            np.array([(step + 1) % segment_length == 0]),
+            step,
+        )
+    return buffer
+
+
+def test_the_first_round_pairs_every_demonstration_and_later_ones_only_policies_below_them(
+    tmp_path: Path,
+) -> None:
+    box_spaces = (spaces.Box(0, 100, (3,)), spaces.Box(-1, 1, (1,)))
+    demo = Trajectory(np.full((15, 3), 5.0, np.float32), np.zeros((15, 1), np.float32))
+    segments = demonstration_segments([demo], InputEncoder(*box_spaces), 5, first_segment_id=1000)
+    demos = DemonstrationPreferences(segments, weight=1.0, pairs_per_round=4, seed=0)
+    reward = reward_of_first_feature(box_spaces)
+    with PreferenceStore(tmp_path / "p.db") as store:
+        worse = policy_buffer([1.0, 2.0], 0)
+        first = demos.add_pairs(store, worse, 0, reward, first_round=True)
+        # every demonstration segment once, whatever pairs_per_round says, all answered LEFT
+        assert sorted(q.segments[0].segment_id for q in first) == [1000, 1001, 1002]
+        assert [label.preference for label in store.labels()] == [Preference.LEFT] * 3
+        assert len(demos.add_pairs(store, worse, 3, reward, first_round=False)) == 2  # both below 5 * 5
+        mixed = policy_buffer([1.0, 9.0, 2.0, 8.0], 10)
+        later = demos.add_pairs(store, mixed, 5, reward, first_round=False)
+        assert sorted(float(q.segments[1].observations[0, 0]) for q in later) == [1.0, 2.0]
+        better = policy_buffer([9.0, 8.0], 20)
+        assert demos.add_pairs(store, better, 7, reward, first_round=False) == []  # the policy caught up
+        reward.fitted = False  # before any fit the reward model cannot tell: pairs are kept
+        assert len(demos.add_pairs(store, better, 7, reward, first_round=False)) == 2

@@ -29,11 +29,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from prefwrap.encoding import InputEncoder
 from prefwrap.records import Preference, Query, Segment
+from prefwrap.reward.fitting import segment_returns
+from prefwrap.segment_buffer import valid_step_mask
+from prefwrap.selection import buffer_member_returns
 
 if TYPE_CHECKING:
+    from prefwrap.reward.learned import LearnedReward
     from prefwrap.segment_buffer import SegmentBuffer
     from prefwrap.store import PreferenceStore
     from prefwrap.wrapper import PreferenceRewardWrapper
@@ -48,6 +53,9 @@ __all__ = [
 
 DEMO_POLICY_WINDOW = 256
 """Demonstration preferences compare with one of the newest this many policy segments."""
+DEMO_FIRST_ROUND_MAX = 1000
+"""The first round pairs at most this many demonstration segments (a random subset of more): a fit on
+1,000 labels takes about a second on a CPU (docs/benchmarks-results.md, refit time)."""
 DEMO_LABELER = "demonstration"
 """The ``labeler`` of demonstration preferences in the store: not counted in the label budget."""
 
@@ -164,12 +172,20 @@ def demonstration_segments(
 
 
 class DemonstrationPreferences:
-    """Pairs "demonstration segment ≻ policy segment" to add to the labels, a limited number per round.
+    """Pairs "demonstration segment ≻ policy segment" to add to the labels, limited as documented.
+
+    The first round pairs **every** demonstration segment (up to :data:`DEMO_FIRST_ROUND_MAX`) once
+    with a policy segment: the policy is then the initial one, so the comparison is as sure as any
+    label, and the reward model's first fit already knows what the demonstrator does.
+    Each later round adds ``pairs_per_round`` pairs with the newest policy segments, but only with
+    those whose learned return is still below the demonstrations' mean: once the policy does as well
+    by the reward model's own account, "the demonstration is better" is no longer known to be true
+    and is not claimed (``docs/concepts.md#demonstrations``).
 
     Args:
         segments: The demonstrations' segments (:func:`demonstration_segments`).
         weight: Loss weight of one such pair relative to an oracle's label, in ``(0, 1]``.
-        pairs_per_round: Pairs made at each query round.
+        pairs_per_round: Pairs made at each query round after the first.
         seed: Seed of the choice of segments.
 
     Raises:
@@ -222,24 +238,69 @@ class DemonstrationPreferences:
         """Restore :meth:`state_dict`."""
         self._rng.bit_generator.state = state
 
-    def add_pairs(self, store: PreferenceStore, buffer: SegmentBuffer, first_query_id: int) -> list[Query]:
-        """Store ``pairs_per_round`` answered pairs against the newest policy segments; return them.
+    def add_pairs(
+        self,
+        store: PreferenceStore,
+        buffer: SegmentBuffer,
+        first_query_id: int,
+        reward: LearnedReward,
+        first_round: bool,
+    ) -> list[Query]:
+        """Store this round's answered pairs against policy segments of ``buffer``; return them.
 
-        The queries and their ``LEFT`` answers (labeler :data:`DEMO_LABELER`) are written in one
-        transaction, so no labeling process ever sees them pending.
+        Args:
+            store: Where the queries and their ``LEFT`` answers (labeler :data:`DEMO_LABELER`) are
+                written, in one transaction, so no labeling process ever sees them pending.
+            buffer: The policy's recorded segments.
+            first_query_id: Id of the first query made.
+            reward: The current reward model, whose returns limit the later rounds.
+            first_round: No demonstration pair is stored yet: pair every demonstration segment.
         """
-        if not self.pairs_per_round or buffer.size == 0:
+        if buffer.size == 0:
             return []
         recent = buffer.newest_rows(DEMO_POLICY_WINDOW)
-        rows = self._rng.choice(recent, size=min(self.pairs_per_round, len(recent)), replace=False)
-        queries = self.queries([buffer.segment(int(row)) for row in rows], first_query_id)
+        if first_round:
+            count = min(len(self.segments), DEMO_FIRST_ROUND_MAX)
+            demos = (
+                np.arange(count)
+                if count == len(self.segments)
+                else self._rng.choice(len(self.segments), size=count, replace=False)
+            )
+            rows = self._rng.choice(recent, size=count, replace=len(recent) < count)
+        else:
+            if not self.pairs_per_round:
+                return []
+            rows = self._rng.choice(recent, size=min(self.pairs_per_round, len(recent)), replace=False)
+            demos = self._rng.integers(0, len(self.segments), size=len(rows))
+            if reward.fitted:
+                below = self._policy_below_demonstrations(reward, buffer, rows)
+                rows, demos = rows[below], demos[below]
+        queries = [
+            Query(first_query_id + i, self.segments[demo], buffer.segment(int(row)))
+            for i, (demo, row) in enumerate(zip(demos, rows, strict=True))
+        ]
         store.add_answered_queries(queries, [Preference.LEFT] * len(queries), DEMO_LABELER)
         return queries
 
-    def queries(self, policy_segments: Sequence[Segment], first_query_id: int) -> list[Query]:
-        """One pair (demonstration left, policy right) per policy segment, demonstrations drawn at random."""
-        demos = self._rng.integers(0, len(self.segments), size=len(policy_segments))
-        return [
-            Query(first_query_id + i, self.segments[d], policy)
-            for i, (d, policy) in enumerate(zip(demos, policy_segments, strict=True))
-        ]
+    def _policy_below_demonstrations(
+        self, reward: LearnedReward, buffer: SegmentBuffer, rows: np.ndarray
+    ) -> np.ndarray:
+        """``(len(rows),)`` bool: the ensemble-mean learned return of each policy segment is below the
+        demonstration segments' mean."""
+        policy = buffer_member_returns(reward, buffer, rows).mean(0).numpy()
+        demonstrated = self._member_returns(reward).mean().item()
+        return policy < demonstrated
+
+    @torch.no_grad()
+    def _member_returns(self, reward: LearnedReward) -> torch.Tensor:
+        """``(E, S)``: each member's learned return of each demonstration segment."""
+        observations = np.stack([segment.observations for segment in self.segments])
+        mask = valid_step_mask(np.array([s.length for s in self.segments]), observations.shape[1])
+        reward.model.eval()
+        return segment_returns(
+            reward.model,
+            torch.as_tensor(observations, device=reward.device),
+            torch.as_tensor(np.stack([segment.actions for segment in self.segments]), device=reward.device),
+            torch.as_tensor(mask, dtype=torch.float32, device=reward.device),
+            torch.zeros(len(self.segments), device=reward.device),  # demonstrations never terminate
+        ).cpu()

@@ -21,16 +21,16 @@ import numpy as np
 from prefwrap.demonstrations import DEMO_LABELER, DemonstrationPreferences, Trajectory
 from prefwrap.diagnostics import DISAGREEMENT_WARNING, reward_signals
 from prefwrap.oracles.base import Oracle, OracleContext, oracle_hooks
-from prefwrap.records import MAX_QUERY_SIZE, Answer, Preference, Query, Segment
+from prefwrap.records import MAX_QUERY_SIZE, Answer, Preference, Query
 from prefwrap.refitting import RewardRefitting
 from prefwrap.reward.dataset import PreferenceDataset
 from prefwrap.reward.fitting import FitReport, RewardFitter
 from prefwrap.schedule import DecayingSchedule, LabelSchedule
-from prefwrap.selection import DisagreementSelector, PairSelector, RandomSelector, choose_tuples
+from prefwrap.selection import PairSelector, RandomSelector, choose_tuples, make_selector, queries_of
 from prefwrap.store import AlreadyLabeledError, PreferenceStore
 from prefwrap.wrapper import PreferenceRewardWrapper
 
-DEFAULT_DEMO_WEIGHT = 0.5
+DEFAULT_DEMO_WEIGHT = 1.0
 """Weight of stored demonstration preferences read back without ``demonstrations`` (a resumed run)."""
 
 
@@ -84,13 +84,14 @@ class PreferenceLearner:
         query_size: Segments per query, 2 (pairs) to 6; the oracle answers larger queries with a
             :class:`~prefwrap.records.Ranking` (or ``SKIP``).
         demonstrations: Expert trajectories (an ``.npz`` path, see :mod:`prefwrap.demonstrations`, or
-            :class:`~prefwrap.demonstrations.Trajectory` objects): each query round adds
-            ``demo_pairs_per_round`` preferences "demonstration segment ≻ recent policy segment"
-            (Ibarz et al. 2018), stored with labeler ``"demonstration"`` and not counted in
-            ``total_labels``.
+            :class:`~prefwrap.demonstrations.Trajectory` objects) turned into preferences
+            "demonstration segment ≻ policy segment" (Ibarz et al. 2018): the first query round pairs
+            every demonstration segment with an initial-policy segment, later rounds add
+            ``demo_pairs_per_round`` with recent policy segments whose learned return is below the
+            demonstrations'. Stored with labeler ``"demonstration"``, not counted in ``total_labels``.
         demo_weight: Loss weight of a demonstration preference relative to an oracle's label.
-        demo_pairs_per_round: Demonstration preferences per query round; default ``query_batch_size``
-            (about one per oracle label over the run).
+        demo_pairs_per_round: Demonstration preferences per query round after the first, at most;
+            default ``query_batch_size`` (about one per oracle label over the run).
 
     Raises:
         TypeError: ``wrapper`` is not a :class:`PreferenceRewardWrapper`, or ``oracle`` has no ``label``.
@@ -122,7 +123,7 @@ class PreferenceLearner:
         seed: int | None = None,
         query_size: int = 2,
         demonstrations: str | os.PathLike | list[Trajectory] | None = None,
-        demo_weight: float = 0.5,
+        demo_weight: float = DEFAULT_DEMO_WEIGHT,
         demo_pairs_per_round: int | None = None,
     ) -> None:
         if not isinstance(wrapper, PreferenceRewardWrapper):
@@ -154,7 +155,7 @@ class PreferenceLearner:
             raise ValueError(
                 f"the schedule's budget ({self.schedule.total_labels}) exceeds total_labels ({total_labels})"
             )
-        self.selector = _make_selector(selection, seed)
+        self.selector = make_selector(selection, seed)
         self.candidate_factor = candidate_factor
         self.query_window = query_window
         self.query_size = query_size
@@ -213,7 +214,13 @@ class PreferenceLearner:
         """Store "demonstration ≻ recent policy segment" answers (already answered: never pending)."""
         if self.demonstrations is None:
             return
-        queries = self.demonstrations.add_pairs(self.store, self.wrapper.segments, self._next_query_id)
+        queries = self.demonstrations.add_pairs(
+            self.store,
+            self.wrapper.segments,
+            self._next_query_id,
+            self.wrapper.learned_reward,
+            first_round=self.n_demo_labels == 0,
+        )
         self._next_query_id += len(queries)
         self._answered_here.update((query.query_id, query) for query in queries)
 
@@ -360,18 +367,8 @@ class PreferenceLearner:
             self.selector,
             self.focus_recent,
         )
-        read: dict[int, Segment] = {}  # a segment in several pairs is copied (and rendered) once
-
-        def segment_at(position: int) -> Segment:
-            row = int(rows[position])
-            if row not in read:
-                read[row] = segments.segment(row)
-            return read[row]
-
-        queries = []
-        for positions in chosen:
-            queries.append(Query.of(self._next_query_id, [segment_at(p) for p in positions]))
-            self._next_query_id += 1
+        queries = queries_of(chosen, rows, segments, self._next_query_id)
+        self._next_query_id += len(queries)
         return queries, disagreement
 
     def reward_diagnostics(self, n_segments: int = 64) -> dict[str, float]:
@@ -437,13 +434,3 @@ class PreferenceLearner:
             record("pref/val_accuracy", self.last_fit.validation_accuracy)
             record("pref/l2_coef", self.last_fit.l2_coef)
             record("pref/refit_seconds", self.last_fit.seconds)
-
-
-def _make_selector(selection: str | PairSelector, seed: int | None) -> PairSelector:
-    if selection == "disagreement":
-        return DisagreementSelector()
-    if selection == "random":
-        return RandomSelector(seed)
-    if isinstance(selection, PairSelector):
-        return selection
-    raise ValueError(f"selection must be 'disagreement', 'random' or a PairSelector, got {selection!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 
 from prefwrap.reward.background import BackgroundFit
@@ -13,7 +14,12 @@ from prefwrap.reward.fitting import FitReport, RewardFitter
 from prefwrap.reward.learned import LearnedReward
 from prefwrap.segment_buffer import SegmentBuffer
 
-__all__ = ["RewardRefitting"]
+__all__ = ["NORMALIZATION_MAX_STEPS", "RewardRefitting"]
+
+NORMALIZATION_MAX_STEPS = 8192
+"""The normalisation after a fit reads at most this many of the newest segments' steps, evenly spread:
+a mean and a standard deviation need no more (their sampling error is ~1 % of the std), and scoring
+all 60,000 steps of 2,000 segments took ~3 % of a HalfCheetah run's wall clock, on its critical path."""
 
 
 class RewardRefitting:
@@ -22,7 +28,8 @@ class RewardRefitting:
     The fitter trains its own copy of the ensemble, so a fit running in a background thread
     (:meth:`start`) leaves the installed reward, which the agent, query selection and diagnostics
     use, untouched until :meth:`finish` (``docs/concepts.md#background-refits``). Installing copies
-    the weights and refreshes the reward normalisation on the newest recorded steps.
+    the weights and refreshes the reward normalisation on the newest recorded steps (at most
+    :data:`NORMALIZATION_MAX_STEPS` of them, evenly spread).
 
     Args:
         reward: The wrapper's learned reward (the installed weights).
@@ -110,8 +117,13 @@ class RewardRefitting:
         self.reward.model.load_state_dict(self.fitter.model.state_dict())
         self.last_fit = report
         steps = self.segments.valid_steps(self.normalization_segments)
+        observations, actions = steps if len(steps[1]) else self.dataset.valid_steps()
+        if len(actions) > NORMALIZATION_MAX_STEPS:
+            spread = np.linspace(0, len(actions) - 1, NORMALIZATION_MAX_STEPS).round().astype(np.int64)
+            observations, actions = observations[spread], actions[spread]
         self.reward.refresh(
-            *(steps if len(steps[1]) else self.dataset.valid_steps()),
+            observations,
+            actions,
             anchor_absorbing=bool(self.dataset.segment_tensors()["absorbing"].any()),
         )
         return report

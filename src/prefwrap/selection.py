@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from prefwrap.records import Query, Segment
 from prefwrap.reward.fitting import segment_returns
 from prefwrap.reward.learned import PREDICTION_CHUNK_STEPS, LearnedReward, step_chunks
 from prefwrap.segment_buffer import SegmentBuffer, valid_step_mask
@@ -75,6 +76,21 @@ class RandomSelector:
     def load_state_dict(self, state: dict[str, object]) -> None:
         """Restore :meth:`state_dict`."""
         self._rng.bit_generator.state = state
+
+
+def make_selector(selection: str | PairSelector, seed: int | None) -> PairSelector:
+    """The selector named by ``selection`` (``"disagreement"`` or ``"random"``), or ``selection`` itself.
+
+    Raises:
+        ValueError: ``selection`` is neither a known name nor a :class:`PairSelector`.
+    """
+    if selection == "disagreement":
+        return DisagreementSelector()
+    if selection == "random":
+        return RandomSelector(seed)
+    if isinstance(selection, PairSelector):
+        return selection
+    raise ValueError(f"selection must be 'disagreement', 'random' or a PairSelector, got {selection!r}")
 
 
 def candidate_tuples(
@@ -167,3 +183,21 @@ def buffer_member_returns(reward: LearnedReward, segments: SegmentBuffer, rows: 
             ).cpu()
         )
     return torch.cat(returns, dim=1)
+
+
+def queries_of(
+    chosen: np.ndarray, rows: np.ndarray, segments: SegmentBuffer, first_query_id: int
+) -> list[Query]:
+    """Queries ``first_query_id, ...`` of the ``(n, K)`` positions into ``rows`` that
+    :func:`choose_tuples` chose; a segment in several queries is copied (and rendered) once."""
+    read: dict[int, Segment] = {}
+
+    def segment_at(position: int) -> Segment:
+        row = int(rows[position])
+        if row not in read:
+            read[row] = segments.segment(row)
+        return read[row]
+
+    return [
+        Query.of(first_query_id + i, [segment_at(p) for p in positions]) for i, positions in enumerate(chosen)
+    ]
