@@ -21,8 +21,9 @@ grows with the information of the answer, ``log2(K!)`` bits for a full ranking, 
 ``response_s = 1`` s to give it. The constants are assumptions, not measurements: t(2) = 4.5 s,
 t(3) = 6.8 s, t(4) = 9.3 s. Demonstrations are counted as free (the user already has them).
 
-Demonstrations need a task whose zoo settings do not normalise observations (the expert's
-observations are recorded raw, as the reward model sees them): Pendulum, not HalfCheetah or Hopper.
+Demonstrations are recorded as raw observations, as the reward model sees them below the zoo's
+VecNormalize (``harness.wrap_top``); a task normalising observations below the wrapper
+(``normalize: "obs"``) is refused.
 
 Examples::
 
@@ -67,22 +68,33 @@ def seconds_per_judgement(k: int) -> float:
 def train_expert(env_id: str, steps: int, out: Path, n_episodes: int = 5) -> tuple[float, Path]:
     """PPO on the true reward; returns its mean return over ``n_episodes`` and the demonstrations file.
 
+    With the zoo's ``normalize: true`` the expert trains under VecNormalize, as the true arm does, and
+    acts on normalised observations, while the file records the raw ones: the reward model sits
+    below that VecNormalize (``harness.wrap_top``) and sees raw observations.
+
     Raises:
-        SystemExit: The task's settings normalise observations (see the module docstring).
+        SystemExit: The task's settings normalise observations below the reward wrapper
+            (``normalize: "obs"``): the expert's frozen statistics would not match the run's.
     """
     import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
 
     from prefwrap.cli.hyperparams import HyperParams
     from prefwrap.demonstrations import Trajectory, save_demonstrations
 
     config = ppo_config(env_id)
-    if config.pop("normalize"):
-        raise SystemExit(f"demonstration arms need a task without VecNormalize; {env_id} has it")
+    normalize = config.pop("normalize")
+    if normalize not in (False, True):
+        raise SystemExit(
+            f"demonstration arms need raw observations below the wrapper; {env_id} has {normalize!r}"
+        )
     torch.set_num_threads(1)
     venv = make_vec_env(env_id, n_envs=config.pop("n_envs"), seed=100)
+    if normalize:
+        venv = VecNormalize(venv, gamma=config.get("gamma", 0.99))
     kwargs = HyperParams(model_kwargs=config).algorithm_kwargs(venv.action_space)
     model = PPO("MlpPolicy", venv, seed=100, device="cpu", **kwargs)
     model.learn(steps)
@@ -92,7 +104,8 @@ def train_expert(env_id: str, steps: int, out: Path, n_episodes: int = 5) -> tup
         obs, _ = env.reset(seed=1000 + episode)
         observations, actions, rewards, done = [], [], [], False
         while not done:
-            action, _ = model.predict(obs, deterministic=True)
+            seen = venv.normalize_obs(obs) if normalize else obs
+            action, _ = model.predict(seen, deterministic=True)
             observations.append(obs)
             actions.append(action)
             obs, reward, terminated, truncated, _ = env.step(action)

@@ -171,3 +171,26 @@ def test_the_first_round_pairs_every_demonstration_and_later_ones_only_policies_
         assert demos.add_pairs(store, better, 7, reward, first_round=False) == []  # the policy caught up
         reward.fitted = False  # before any fit the reward model cannot tell: pairs are kept
         assert len(demos.add_pairs(store, better, 7, reward, first_round=False)) == 2
+
+
+def test_the_cli_summary_counts_demonstration_pairs_apart_from_the_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from prefwrap.cli.evaluate import label_counts
+    from prefwrap.cli.report import print_summary
+    from prefwrap.cli.run_dir import RunDir
+    from prefwrap.records import Query
+
+    box_spaces = (spaces.Box(0, 100, (3,)), spaces.Box(-1, 1, (1,)))
+    demo = Trajectory(np.full((15, 3), 5.0, np.float32), np.zeros((15, 1), np.float32))
+    segments = demonstration_segments([demo], InputEncoder(*box_spaces), 5, first_segment_id=1000)
+    demos = DemonstrationPreferences(segments, weight=1.0, pairs_per_round=4, seed=0)
+    policy = policy_buffer([1.0, 2.0], 0)
+    with PreferenceStore(tmp_path / "p.db") as store:
+        demos.add_pairs(store, policy, 0, reward_of_first_feature(box_spaces), first_round=True)
+        store.add_queries([Query(3, policy.segment(0), policy.segment(1))])
+        store.add_label(3, Preference.RIGHT, "oracle")
+        counts = label_counts(store, budget=10)
+    assert counts == {"labels": 1, "label_budget": 10, "skipped": 0, "demo_labels": 3}
+    print_summary({"algo": "ppo", **counts}, RunDir(tmp_path / "run"))
+    assert "1 / 10 (+3 demonstration pairs)" in capsys.readouterr().out

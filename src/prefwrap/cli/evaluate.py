@@ -28,6 +28,7 @@ from prefwrap.cli.envs import make_base_env, with_normalizer
 from prefwrap.cli.plots import REWARD_DATA, correlation, save_reward_data
 from prefwrap.cli.run_dir import RunDir
 from prefwrap.clips.video import VideoWriter
+from prefwrap.demonstrations import DEMO_LABELER
 from prefwrap.env_utils import find_preference_wrapper
 from prefwrap.reward.learned import LearnedReward
 from prefwrap.store import PreferenceStore
@@ -372,10 +373,13 @@ def finite_or_none(value: float | None) -> float | None:
 
 
 def label_counts(store: PreferenceStore, budget: int) -> dict[str, int]:
-    """Labels stored, the budget, and how many labels are "can't tell" skips."""
+    """Labels stored from the oracle (demonstration pairs apart: they are not in the budget), the
+    budget, how many of the labels are "can't tell" skips, and the demonstration pairs."""
     labels = store.labels()
+    oracle = [label for label in labels if label.labeler != DEMO_LABELER]
     return {
-        "labels": len(labels),
+        "labels": len(oracle),
         "label_budget": budget,
-        "skipped": sum(1 for label in labels if label.preference.value == "skip"),
+        "skipped": sum(1 for label in oracle if label.preference.value == "skip"),
+        "demo_labels": len(labels) - len(oracle),
     }

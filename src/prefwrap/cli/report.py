@@ -70,6 +70,8 @@ def print_summary(summary: dict[str, Any], run: RunDir, baseline_hint: str = "ad
         labels += f" ({summary['skipped']} skipped)"
     if summary.get("pending"):
         labels += f", {summary['pending']} pending"
+    if summary.get("demo_labels"):
+        labels += f" (+{summary['demo_labels']} demonstration pairs)"
     table.add_row("labels used", labels)
     table.add_row(
         "reward model val. accuracy", accuracy_text(summary.get("val_accuracy"), summary.get("val_pairs"))
