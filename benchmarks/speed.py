@@ -5,8 +5,8 @@
    at the paper's label density and with dense labels, Pendulum-v1 with the zoo's settings); the
    arms' order rotates per repeat, so load changes on a shared machine hit all of them.
 2. Reward inference per vector step (µs) for n_envs 1/4/16: the wrapper's ``_record_step`` (encode,
-   predict, record the segment) next to the env's own step, and the learned reward alone (numpy
-   snapshot and torch).
+   predict, record the segment) next to the env's own step, the learned reward alone (numpy
+   snapshot and torch), and each part of ``_record_step`` called alone.
 3. Refit time as the label count grows (100 → 10,000 labels, synthetic segments) and as the
    ensemble grows (1/3/5/10 members): one refit = ``fit_epochs`` (5) passes, as the callback runs it.
 4. Segment buffer memory vs its capacity (arrays' bytes, and what tracemalloc sees after filling).
@@ -24,6 +24,7 @@ import argparse
 import cProfile
 import gc
 import io
+import math
 import pstats
 import time
 import tracemalloc
@@ -43,6 +44,7 @@ from harness import (
 
 ENV = "HalfCheetah-v5"
 SECTIONS = ("throughput", "inference", "refit", "memory", "profile")
+BREAKDOWN_ENVS = (1, 4, 16)  # n_envs of the per-part timings of _record_step
 
 
 ATARI_PPO = dict(n_envs=2, n_steps=128, batch_size=64, n_epochs=1)
@@ -272,7 +274,7 @@ def inference(args: argparse.Namespace) -> str:
             )
             print("inference", rows[-1], flush=True)
             venv.close()
-    breakdown = [_record_step_breakdown(n_envs) for n_envs in (1, 16)]
+    breakdown = [_record_step_breakdown(n_envs) for n_envs in BREAKDOWN_ENVS]
     parts = list(breakdown[0])
     return (
         f"#### 2. Reward inference per vector step ({ENV}, DummyVecEnv, MLP 64x64, fitted reward)\n\n"
@@ -298,7 +300,7 @@ def inference(args: argparse.Namespace) -> str:
             ["n_envs", *parts],
             [
                 [n_envs, *(fmt(row[part], 1) for part in parts)]
-                for n_envs, row in zip((1, 16), breakdown, strict=True)
+                for n_envs, row in zip(BREAKDOWN_ENVS, breakdown, strict=True)
             ],
         )
         + "\n"
@@ -306,7 +308,9 @@ def inference(args: argparse.Namespace) -> str:
 
 
 def _record_step_breakdown(n_envs: int, repeats: int = 5000) -> dict[str, float]:
-    """µs per call of each part of ``_record_step`` (wrapper.py) on one vector step's inputs."""
+    """µs per call of each part of ``_record_step`` (recording.py) on one vector step's inputs."""
+    from prefwrap.recording import _all_finite
+
     venv, wrapper = _fitted_wrapper(n_envs, 3)
     wrapper.reset()
     rng = np.random.default_rng(0)
@@ -315,21 +319,19 @@ def _record_step_breakdown(n_envs: int, repeats: int = 5000) -> dict[str, float]
     reward, encoder = wrapper.learned_reward, wrapper.learned_reward.encoder
     observations, actions = encoder.observations(raw_observations), encoder.actions(raw_actions)
     rewards, dones = np.zeros(n_envs, np.float32), np.zeros(n_envs, bool)
-    members = reward._fast_forward(observations, actions)
+    learned = reward.predict_features(observations, actions)
     parts = {
         "encode obs + actions": lambda: (
             encoder.observations(raw_observations),
             encoder.actions(raw_actions),
         ),
-        "3 isfinite checks": lambda: (
-            np.isfinite(observations).all(),
-            np.isfinite(rewards).all(),
-            np.isfinite(rewards).all(),
+        "finiteness checks (obs; true and learned rewards)": lambda: (
+            _all_finite(observations),
+            math.isfinite(np.vdot(rewards, learned)),
         ),
-        "numpy ensemble forward": lambda: reward._fast_forward(observations, actions),
-        "ensemble mean": lambda: reward.combine(members),
-        "normalize": lambda: reward.normalize(members[0]),
-        "`predict_features` (the 3 above)": lambda: reward.predict_features(observations, actions),
+        "`predict_features` (numpy forward, mean and normalisation folded in)": lambda: (
+            reward.predict_features(observations, actions)
+        ),
         "`SegmentBuffer.add`": lambda: wrapper.segments.add(observations, actions, rewards, dones, 0),
         "`_track_episodes`": lambda: wrapper._track_episodes(rewards, rewards, dones),
         "`_record_step` (all)": lambda: wrapper._record_step(

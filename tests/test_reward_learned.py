@@ -78,6 +78,19 @@ def test_fast_path_matches_torch_path() -> None:
     np.testing.assert_allclose(batched, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_fast_path_applies_statistics_changed_after_refresh() -> None:
+    reward = fitted_reward()
+    obs, act = features(10)
+    before = reward.predict_features(obs, act)
+    reward.offset += 1.0  # the folded snapshot is rebuilt for the new shift and scale
+    reward.statistics.var = reward.statistics.var * 4
+    after = reward.predict_features(obs, act)
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(
+        after, reward.normalize(reward.member_rewards(obs, act).mean(0).numpy()), atol=1e-5
+    )
+
+
 def test_save_load_round_trip(tmp_path: Path) -> None:
     reward = fitted_reward(n_members=2, reward_std=0.5)
     reward.save(tmp_path / "reward.pt")

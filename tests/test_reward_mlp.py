@@ -71,6 +71,19 @@ def test_numpy_snapshot_matches_torch_forward() -> None:
     np.testing.assert_allclose(forward(obs, act), expected, rtol=1e-5, atol=1e-5)  # a snapshot, not a view
 
 
+@pytest.mark.parametrize("hidden_sizes", [(16, 16), (8,), ()])
+def test_affine_mean_folds_the_member_mean_and_normalisation(hidden_sizes: tuple[int, ...]) -> None:
+    model = MlpRewardEnsemble(4, 2, n_members=3, hidden_sizes=hidden_sizes)
+    model.fit_input_statistics(torch.randn(100, 4) * 4 + 1, torch.randn(100, 2))
+    snapshot = model.numpy_forward()
+    obs = np.random.default_rng(0).normal(size=(7, 4)).astype(np.float32)
+    act = np.random.default_rng(1).normal(size=(7, 2)).astype(np.float32)
+    expected = (model(torch.as_tensor(obs), torch.as_tensor(act)).detach().numpy().mean(0) - 0.3) * 2.5
+    folded = snapshot.affine_mean(2.5, 0.3)(obs, act)
+    assert folded.shape == (7,) and folded.dtype == np.float32
+    np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_invalid_ensemble_size() -> None:
     with pytest.raises(ValueError, match="n_members"):
         MlpRewardEnsemble(2, 1, n_members=0)

@@ -55,6 +55,21 @@ def test_segments_never_span_episodes_and_every_episode_end_is_emitted() -> None
     assert ends == finished
 
 
+def test_discard_partial_starts_every_window_afresh() -> None:
+    buffer = make_buffer(n_envs=3, h=4)
+    run(buffer, [[6], [3], [5]], 6)  # leaves the envs' windows filled to different depths
+    buffer.discard_partial()
+    first_new_id = buffer.next_segment_id
+    run(buffer, [[9], [2], [7]], 20)
+    fresh = [seg for seg in segments(buffer) if seg.segment_id >= first_new_id]
+    for seg in fresh:  # no step from before the discard: contiguous steps of one episode
+        valid = seg.observations[: seg.length]
+        assert len(set(valid[:, 1])) == 1
+        np.testing.assert_array_equal(np.diff(valid[:, 2]), 1)
+    for env in range(3):
+        assert next(seg for seg in fresh if seg.env_index == env).observations[0, 2] == 0
+
+
 def test_episode_end_emits_the_last_h_steps_overlapping() -> None:
     buffer = make_buffer(h=4)
     run(buffer, [[6]], 6)

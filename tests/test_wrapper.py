@@ -211,7 +211,8 @@ def test_one_batched_forward_per_vector_step() -> None:
     fit_randomly(venv)
     reward = venv.learned_reward
     batch_sizes: list[int] = []
-    fast, torch_forward = reward._fast_forward, reward.model.forward
+    snapshot, torch_forward = reward._fast_forward, reward.model.forward
+    fast = snapshot.hidden_units  # every numpy forward (members, or their normalised mean) runs it
 
     def count_fast(obs: np.ndarray, act: np.ndarray) -> np.ndarray:
         batch_sizes.append(len(obs))
@@ -221,7 +222,7 @@ def test_one_batched_forward_per_vector_step() -> None:
         batch_sizes.append(len(obs))
         return torch_forward(obs, act)
 
-    reward._fast_forward = count_fast
+    snapshot.hidden_units = count_fast
     reward.model.forward = count_torch
     venv.reset()
     for _ in range(n_steps):

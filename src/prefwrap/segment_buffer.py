@@ -1,9 +1,10 @@
 """Cut the stream of vector-env steps into fixed-length segments and keep the most recent ones.
 
-Each sub-env keeps a rolling window of its last ``H`` steps. A segment is emitted every ``H`` steps of
-an episode, and once more when the episode ends: the episode's last ``H`` steps (overlapping the
-previous segment) or, for an episode shorter than ``H``, the whole episode padded with a mask. So a
-segment never spans two episodes and the end of every episode (where terminations happen) is seen.
+A ring holds the last ``H`` vector steps, so every sub-env's last ``H`` steps (all sub-envs step
+together). A segment is emitted every ``H`` steps of an episode, and once more when the episode ends:
+the episode's last ``H`` steps (overlapping the previous segment) or, for an episode shorter than
+``H``, the whole episode padded with a mask. So a segment never spans two episodes and the end of
+every episode (where terminations happen) is seen.
 """
 
 from __future__ import annotations
@@ -80,11 +81,14 @@ class SegmentBuffer:
         self._frame_cursor = 0
         self.size = 0
         self._cursor = 0
-        self._rows = np.arange(n_envs)
-        self._window_actions = np.zeros((n_envs, h, action_dim), dtype=np.float32)
-        self._window_rewards = np.zeros((n_envs, h), dtype=np.float32)
-        self._window_frames: np.ndarray | None = None
+        # The ring of the last H vector steps, time first: a step is written with one slice per array
+        # (no per-env index), and an env's last k steps are the k slots up to the newest.
+        self._slot = 0  # where the next step goes
+        self._ring_actions = np.zeros((h, n_envs, action_dim), dtype=np.float32)
+        self._ring_rewards = np.zeros((h, n_envs), dtype=np.float32)
+        self._ring_frames: np.ndarray | None = None
         self._episode_steps = np.zeros(n_envs, dtype=np.int64)
+        self._steps_before_full = 0  # add() calls sure to emit nothing unless an episode ends
 
     def add(
         self,
@@ -112,51 +116,59 @@ class SegmentBuffer:
                 episode terminated.
         """
         dones = np.asarray(dones, dtype=bool)
-        column = self._episode_steps % self.segment_length
-        self._write_observations(observations, column)
-        self._window_actions[self._rows, column] = actions
-        self._window_rewards[self._rows, column] = true_rewards
+        h, slot = self.segment_length, self._slot
+        self._write_observations(observations, slot)
+        self._ring_actions[slot] = actions
+        self._ring_rewards[slot] = true_rewards
         if frames is not None:
-            if self._window_frames is None:
-                shape = (self.segment_length, *frames.shape[1:])
-                self._window_frames = np.zeros((self.n_envs, *shape), frames.dtype)
+            if self._ring_frames is None:
+                self._ring_frames = np.zeros((h, *frames.shape), frames.dtype)
                 if self._frames is None:  # else restored by load_state_dict
-                    self._frames = np.zeros((self.frame_capacity, *shape), frames.dtype)
-            self._window_frames[self._rows, column] = frames
+                    self._frames = np.zeros((self.frame_capacity, h, *frames.shape[1:]), frames.dtype)
+            self._ring_frames[slot] = frames
+        self._slot = (slot + 1) % h
         self._episode_steps += 1
-        # every H steps of an episode, and at its end (column counts steps since the window started)
-        emit = (column == self.segment_length - 1) | dones
-        if emit.any():  # most steps emit nothing
+        if self._steps_before_full > 0 and not np.count_nonzero(dones):  # most steps: nothing to emit
+            self._steps_before_full -= 1
+            return
+        # every H steps of an episode, and at its end
+        emit = (self._episode_steps % h == 0) | dones
+        if emit.any():
             ended = np.zeros(self.n_envs, bool) if terminated is None else np.asarray(terminated, bool)
             for env in np.flatnonzero(emit):
-                self._emit(int(env), timestep, bool(ended[env] and dones[env]))
+                self._emit(int(env), slot, timestep, bool(ended[env] and dones[env]))
             self._episode_steps[dones] = 0
+        # add() calls before the longest-running segment fills: every episode gains a step per add(),
+        # and anything else only restarts counts (discard_partial, a broken frame stack), which makes
+        # this an underestimate, never an overestimate.
+        self._steps_before_full = h - 1 - int((self._episode_steps % h).max(initial=0))
 
     def discard_partial(self) -> None:
         """Forget the steps not yet emitted, e.g. after an env reset mid-episode, so that the next
         segment starts with the new episode."""
         self._episode_steps[:] = 0
 
-    def _emit(self, env: int, timestep: int, terminated: bool) -> None:
-        """Copy env's last ``min(episode_steps, H)`` steps, in time order, into the FIFO; after a
-        termination only the steps since the previous segment (the rest is the absorbing state)."""
+    def _emit(self, env: int, newest: int, timestep: int, terminated: bool) -> None:
+        """Copy env's last ``min(episode_steps, H)`` steps (the newest in ring slot ``newest``), in time
+        order, into the FIFO; after a termination only the steps since the previous segment (the rest
+        is the absorbing state)."""
         h = self.segment_length
         steps = int(self._episode_steps[env])
         length = (steps - 1) % h + 1 if terminated else min(steps, h)
-        order = (np.arange(self._episode_steps[env] - length, self._episode_steps[env])) % h
+        slots = np.arange(newest + 1 - length, newest + 1) % h
         row = self._cursor
-        self._emit_observations(row, env, order)
-        self.actions[row, :length] = self._window_actions[env, order]
-        self.true_rewards[row, :length] = self._window_rewards[env, order]
+        self._emit_observations(row, env, slots)
+        self.actions[row, :length] = self._ring_actions[slots, env]
+        self.true_rewards[row, :length] = self._ring_rewards[slots, env]
         if length < h:
             self.actions[row, length:] = 0
             self.true_rewards[row, length:] = 0
-        if self._frames is not None and self._window_frames is not None:
-            slot = self._frame_cursor
-            self._frames[slot, :length] = self._window_frames[env, order]
-            self._frames[slot, length:] = 0
-            self._frame_ids[slot] = self.next_segment_id
-            self._frame_cursor = (slot + 1) % self.frame_capacity
+        if self._frames is not None and self._ring_frames is not None:
+            kept = self._frame_cursor
+            self._frames[kept, :length] = self._ring_frames[slots, env]
+            self._frames[kept, length:] = 0
+            self._frame_ids[kept] = self.next_segment_id
+            self._frame_cursor = (kept + 1) % self.frame_capacity
         self.lengths[row] = length
         self.segment_ids[row] = self.next_segment_id
         self.env_indices[row] = env
@@ -169,16 +181,16 @@ class SegmentBuffer:
     def _allocate_observations(self, observation_shape: tuple[int, ...], dtype: np.dtype | type) -> None:
         h = self.segment_length
         self.observations = np.zeros((self.capacity, h, *observation_shape), dtype=dtype)
-        self._window_obs = np.zeros((self.n_envs, h, *observation_shape), dtype=dtype)
+        self._ring_obs = np.zeros((h, self.n_envs, *observation_shape), dtype=dtype)
 
-    def _write_observations(self, observations: np.ndarray, column: np.ndarray) -> None:
-        """Put each env's observation ``(n_envs, *obs)`` in its rolling window at ``column``."""
-        self._window_obs[self._rows, column] = observations
+    def _write_observations(self, observations: np.ndarray, slot: int) -> None:
+        """Put the step's observations ``(n_envs, *obs)`` in ring slot ``slot``."""
+        self._ring_obs[slot] = observations
 
-    def _emit_observations(self, row: int, env: int, order: np.ndarray) -> None:
-        """Copy env's window steps ``order`` (time order) into ``row``, zero-padding the rest."""
-        length = len(order)
-        self.observations[row, :length] = self._window_obs[env, order]
+    def _emit_observations(self, row: int, env: int, slots: np.ndarray) -> None:
+        """Copy env's observations in ring ``slots`` (time order) into ``row``, zero-padding the rest."""
+        length = len(slots)
+        self.observations[row, :length] = self._ring_obs[slots, env]
         if length < self.segment_length:
             self.observations[row, length:] = 0
 

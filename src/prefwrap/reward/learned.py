@@ -20,7 +20,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from torch import nn
 
 from prefwrap.encoding import InputEncoder, SpaceBatch
-from prefwrap.reward.mlp import MlpRewardEnsemble
+from prefwrap.reward.mlp import MlpRewardEnsemble, NumpyMlpEnsemble
 
 _FORMAT_VERSION = 2
 IMAGE_REWARD_STD = 0.05  # the paper normalises Atari rewards to this standard deviation
@@ -95,7 +95,9 @@ class LearnedReward:
         self.statistics = RunningMeanStd(shape=())
         self.offset = 0.0  # raw reward that maps to 0: the recent mean, or the absorbing reward
         self.fitted = False
-        self._fast_forward: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        self._fast_forward: NumpyMlpEnsemble | None = None
+        self._fast_reward: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        self._fast_reward_for: tuple[float, float, float] | None = None  # (offset, var, reward_std)
 
     def _build_model(self) -> nn.Module:
         if self.encoder.image_observations:
@@ -131,8 +133,11 @@ class LearnedReward:
         """Normalised ensemble-mean reward ``(N,)`` for encoded inputs; zeros before the first fit."""
         if not self.fitted:
             return np.zeros(len(action_features), dtype=np.float32)
-        if self._fast_forward is not None and len(action_features) <= FAST_PATH_MAX_BATCH:
-            members = self._fast_forward(observation_features, action_features)
+        snapshot = self._fast_forward
+        if snapshot is not None and len(action_features) <= FAST_PATH_MAX_BATCH:
+            if self.uncertainty_penalty == 0.0:  # the hot path: mean and normalisation folded in
+                return self._normalised_mean_forward(snapshot)(observation_features, action_features)
+            members = snapshot(observation_features, action_features)
         else:
             members = self.member_rewards(observation_features, action_features).cpu().numpy()
         return self.normalize(self.combine(members))
@@ -149,8 +154,22 @@ class LearnedReward:
 
     def normalize(self, raw: np.ndarray) -> np.ndarray:
         """Raw ensemble-mean rewards ``(N,)`` -> ``(raw - offset) * reward_std / std`` (float32)."""
-        scale = self.reward_std / np.sqrt(self.statistics.var + 1e-8)
-        return ((raw - self.offset) * scale).astype(np.float32)
+        return ((raw - self.offset) * self._scale()).astype(np.float32)
+
+    def _scale(self) -> np.float64:
+        # a float64 scalar: normalize() multiplies in float64, as the statistics are
+        return self.reward_std / np.sqrt(self.statistics.var + 1e-8)
+
+    def _normalised_mean_forward(
+        self, snapshot: NumpyMlpEnsemble
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The numpy snapshot's :meth:`~prefwrap.reward.mlp.NumpyMlpEnsemble.affine_mean` for the
+        current statistics, rebuilt (from the same snapshot) when they were changed since."""
+        applied = (self.offset, float(self.statistics.var), self.reward_std)
+        if self._fast_reward is None or applied != self._fast_reward_for:
+            self._fast_reward = snapshot.affine_mean(float(self._scale()), self.offset)
+            self._fast_reward_for = applied
+        return self._fast_reward
 
     def refresh(
         self, observation_features: np.ndarray, action_features: np.ndarray, *, anchor_absorbing: bool = False
@@ -244,3 +263,4 @@ class LearnedReward:
     def _snapshot(self) -> None:
         numpy_forward = getattr(self.model, "numpy_forward", None)
         self._fast_forward = numpy_forward() if callable(numpy_forward) else None
+        self._fast_reward = None  # the folded output layer belongs to the old snapshot

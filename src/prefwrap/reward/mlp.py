@@ -7,6 +7,7 @@ members is a handful of batched matrix products rather than a Python loop.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable
@@ -102,33 +103,94 @@ class MlpRewardEnsemble(nn.Module):
             x = self.activation(layer(x))
         return self.layers[-1](x).squeeze(-1)
 
-    def numpy_forward(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def numpy_forward(self) -> NumpyMlpEnsemble:
         """A numpy snapshot of :meth:`forward` (shared inputs ``(N, D_o)``, ``(N, D_a)`` -> ``(E, N)``).
 
         For the env-step hot path: with a handful of sub-envs, torch's per-operation overhead costs
-        more than the arithmetic, and three batched numpy matmuls on cached weights are ~10x faster.
-        Take a new snapshot after the weights change.
+        more than the arithmetic. Take a new snapshot after the weights change.
         """
-        layers = [
-            (layer.weight.detach().cpu().numpy().copy(), layer.bias.detach().cpu().numpy().copy())
-            for layer in self.layers
-        ]
-        # Fold the input standardisation into the first layer: ((x - m) / s) @ W + b = x @ W' + b'
-        # with W' = W / s (per input row) and b' = b - (m / s) @ W, two fewer operations per call.
-        inverse_std = 1.0 / self.input_std.cpu().numpy()
-        scaled_mean = self.input_mean.cpu().numpy() * inverse_std
-        weight, bias = layers[0]
-        layers[0] = (weight * inverse_std[:, None], bias - (scaled_mean @ weight)[:, None, :])
-        slope = self.activation.negative_slope
-        use_actions = self.use_actions
+        return NumpyMlpEnsemble(self)
 
-        def forward(observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
-            x = np.concatenate([observations, actions], axis=-1) if use_actions else observations
-            for weight, bias in layers[:-1]:
-                x = np.matmul(x, weight)  # (N, D) @ (E, D, H) broadcasts to (E, N, H)
-                x += bias  # in place: x is the fresh product, so no temporaries (a µs per step)
-                np.maximum(x, slope * x, out=x)
-            weight, bias = layers[-1]
-            return (np.matmul(x, weight) + bias)[..., 0]
 
-        return forward
+class NumpyMlpEnsemble:
+    """A frozen numpy copy of an :class:`MlpRewardEnsemble`'s weights and forward pass.
+
+    Each layer is one matmul: its bias is an extra input row of its weights, fed by a constant-1
+    feature that every hidden layer carries on in an extra unit (leaky ReLU keeps 1 at 1), so no
+    broadcast add per layer; the input standardisation is folded into the first layer.
+
+    Args:
+        model: The ensemble to copy (later changes to its weights are not seen).
+
+    Attributes:
+        hidden: Per hidden layer, ``(E, in + 1, out + 1)`` float32 weights, bias in the last row.
+        output: ``(E, H + 1, 1)`` float32 output weights, bias in the last row.
+    """
+
+    def __init__(self, model: MlpRewardEnsemble) -> None:
+        weights = [layer.weight.detach().cpu().numpy().astype(np.float64) for layer in model.layers]
+        biases = [layer.bias.detach().cpu().numpy().astype(np.float64) for layer in model.layers]
+        # ((x - m) / s) @ W + b = x @ (W / s) + (b - (m / s) @ W), per input row of W
+        inverse_std = 1.0 / model.input_std.cpu().numpy().astype(np.float64)
+        scaled_mean = model.input_mean.cpu().numpy().astype(np.float64) * inverse_std
+        biases[0] = biases[0] - (scaled_mean @ weights[0])[:, None, :]
+        weights[0] = weights[0] * inverse_std[:, None]
+        self.n_members = model.n_members
+        self.use_actions = model.use_actions
+        self.slope = model.activation.negative_slope
+        pairs = list(zip(weights, biases, strict=True))
+        self.hidden = [_with_bias_row(w, b, carry_one=True) for w, b in pairs[:-1]]
+        self.output = _with_bias_row(*pairs[-1], carry_one=False)  # (E, H + 1, 1)
+
+    def __call__(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Per-member rewards ``(E, N)`` float32 for features ``(N, D_o)``, ``(N, D_a)``."""
+        return np.matmul(self.hidden_units(observations, actions), self.output)[..., 0]
+
+    def hidden_units(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The last hidden layer's activations ``(E, N, H + 1)``, the constant-1 unit last."""
+        parts = [observations, actions] if self.use_actions else [observations]
+        x = np.concatenate([*parts, _ones_column(len(observations))], axis=-1)
+        if not self.hidden:  # no hidden layer: every member sees the inputs
+            return np.broadcast_to(x, (self.n_members, *x.shape))
+        for weight in self.hidden:
+            x = np.matmul(x, weight)  # (N, D + 1) @ (E, D + 1, H + 1) broadcasts to (E, N, H + 1)
+            np.maximum(x, self.slope * x, out=x)  # in place: x is the fresh product
+        return x
+
+    def affine_mean(self, scale: float, shift: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """``(mean over members - shift) * scale`` ``(N,)`` float32 for features ``(N, D_o)``, ``(N, D_a)``.
+
+        The mean and the affine map are folded into the output layer: all members' output weights
+        become one vector, scaled by ``scale / E``, and the shift joins the bias: one dot product
+        replaces the output layer, the mean over members and the normalisation.
+        """
+        weights = self.output[..., 0].astype(np.float64) * (scale / self.n_members)  # (E, H + 1)
+        weights[:, -1] -= shift * scale / self.n_members
+        flat = weights.reshape(-1).astype(np.float32)
+
+        def reward(observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+            hidden = self.hidden_units(observations, actions)
+            # (E, N, H + 1) -> (N, E * (H + 1)), matching flat (a copy of a few hundred floats)
+            return hidden.transpose(1, 0, 2).reshape(len(observations), -1).dot(flat)
+
+        return reward
+
+
+def _with_bias_row(weight: np.ndarray, bias: np.ndarray, *, carry_one: bool) -> np.ndarray:
+    """``(E, in, out)`` weights and ``(E, 1, out)`` bias -> ``(E, in + 1, out [+ 1])`` float32: the bias
+    as the last input row; with ``carry_one`` an extra output unit that passes the constant 1 on."""
+    n_members, n_in, n_out = weight.shape
+    joined = np.zeros((n_members, n_in + 1, n_out + carry_one), np.float32)
+    joined[:, :n_in, :n_out] = weight
+    joined[:, n_in, :n_out] = bias[:, 0]
+    if carry_one:
+        joined[:, n_in, n_out] = 1.0
+    return joined
+
+
+@functools.lru_cache(maxsize=64)
+def _ones_column(n: int) -> np.ndarray:
+    """A read-only ``(n, 1)`` float32 column of ones, built once per batch size."""
+    ones = np.ones((n, 1), np.float32)
+    ones.flags.writeable = False
+    return ones
