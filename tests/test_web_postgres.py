@@ -303,7 +303,9 @@ def test_kill_9_of_the_page_process_loses_no_saved_answer(target: str) -> None:
 
 
 @pytest.mark.parametrize("via", BACKENDS)
-def test_store_copy_carries_the_journal_across_backends_and_back(target: str, via: str, tmp_path: Path) -> None:
+def test_store_copy_carries_the_journal_across_backends_and_back(
+    target: str, via: str, tmp_path: Path
+) -> None:
     """``prefwrap store copy`` copies the journal too: times, second opinions and rankings survive."""
     from prefwrap.cli import main
 
