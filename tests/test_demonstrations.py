@@ -194,3 +194,14 @@ def test_the_cli_summary_counts_demonstration_pairs_apart_from_the_budget(
     assert counts == {"labels": 1, "label_budget": 10, "skipped": 0, "demo_labels": 3}
     print_summary({"algo": "ppo", **counts}, RunDir(tmp_path / "run"))
     assert "1 / 10 (+3 demonstration pairs)" in capsys.readouterr().out
+
+
+def test_many_demonstrations_are_scored_in_chunks_in_order() -> None:
+    box_spaces = (spaces.Box(0, 10_000, (3,)), spaces.Box(-1, 1, (1,)))
+    n = 2000  # more segments than one prediction chunk holds (8,192 steps / 5)
+    demo = Trajectory(
+        np.repeat(np.arange(n, dtype=np.float32), 5)[:, None].repeat(3, 1), np.zeros((5 * n, 1))
+    )
+    segments = demonstration_segments([demo], InputEncoder(*box_spaces), 5, first_segment_id=0)
+    returns = DemonstrationPreferences(segments, 1.0, 1)._member_returns(reward_of_first_feature(box_spaces))
+    np.testing.assert_allclose(returns[0].numpy(), 5.0 * np.arange(n))  # segment i: 5 steps of value i

@@ -34,11 +34,11 @@ import torch
 from prefwrap.encoding import InputEncoder
 from prefwrap.records import Preference, Query, Segment
 from prefwrap.reward.fitting import segment_returns
+from prefwrap.reward.learned import PREDICTION_CHUNK_STEPS, LearnedReward, step_chunks
 from prefwrap.segment_buffer import valid_step_mask
 from prefwrap.selection import buffer_member_returns
 
 if TYPE_CHECKING:
-    from prefwrap.reward.learned import LearnedReward
     from prefwrap.segment_buffer import SegmentBuffer
     from prefwrap.store import PreferenceStore
     from prefwrap.wrapper import PreferenceRewardWrapper
@@ -293,14 +293,21 @@ class DemonstrationPreferences:
 
     @torch.no_grad()
     def _member_returns(self, reward: LearnedReward) -> torch.Tensor:
-        """``(E, S)``: each member's learned return of each demonstration segment."""
-        observations = np.stack([segment.observations for segment in self.segments])
-        mask = valid_step_mask(np.array([s.length for s in self.segments]), observations.shape[1])
+        """``(E, S)``: each member's learned return of each demonstration segment, scored in chunks
+        (image demonstrations are large)."""
         reward.model.eval()
-        return segment_returns(
-            reward.model,
-            torch.as_tensor(observations, device=reward.device),
-            torch.as_tensor(np.stack([segment.actions for segment in self.segments]), device=reward.device),
-            torch.as_tensor(mask, dtype=torch.float32, device=reward.device),
-            torch.zeros(len(self.segments), device=reward.device),  # demonstrations never terminate
-        ).cpu()
+        horizon = self.segments[0].horizon
+        returns = []
+        for chunk in step_chunks(len(self.segments), PREDICTION_CHUNK_STEPS // horizon):
+            segments = self.segments[chunk]
+            mask = valid_step_mask(np.array([s.length for s in segments]), horizon)
+            returns.append(
+                segment_returns(
+                    reward.model,
+                    torch.as_tensor(np.stack([s.observations for s in segments]), device=reward.device),
+                    torch.as_tensor(np.stack([s.actions for s in segments]), device=reward.device),
+                    torch.as_tensor(mask, dtype=torch.float32, device=reward.device),
+                    torch.zeros(len(segments), device=reward.device),  # demonstrations never terminate
+                ).cpu()
+            )
+        return torch.cat(returns, dim=1)
