@@ -56,7 +56,8 @@ TASKS: dict[str, tuple[str, dict[str, Any], int, int]] = {
 }
 CLASSIC = ("CartPole", "Acrobot", "Pendulum")
 SETTINGS = ("sb3", "zoo")
-ARMS = ("true", "rlhf", "zero")
+ARMS = ("true", "rlhf", "zero", "coinflip")
+CONTROLS = ("zero", "coinflip")  # arms whose reward carries no information about the true one
 
 
 def ppo_settings(env_id: str, setting: str) -> dict[str, Any]:
@@ -97,8 +98,17 @@ def build_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[str, list[float]]:
-    """The markdown table and every task's mean RLHF score (for the headline average)."""
+    """The markdown table and every task's mean RLHF score (for the headline average).
+
+    Besides the issue's zero score (the zero-label arm's normalised score), ``zero gain`` is its change
+    from its own untrained policy, ÷ (true − random), and ``coin-flip gain`` the same for the arm whose
+    labels are coin flips: what a leak through termination or the reward's offset would raise above 0
+    (the zero-label arm's reward is exactly 0, so only the coin-flip arm fits and anchors a reward).
+    """
     rows, means = [], []
+    starts = {  # each arm's untrained policy: the first point of its learning curve
+        (r["arm"], r["seed"]): r["curve"][0][1] for r in results if r.get("curve") and r["curve"][0][0] == 0
+    }
     for task in args.tasks:
         env_id, env_kwargs, _, labels = TASKS[task]
         random = random_return(env_id, env_kwargs, args.eval_episodes)
@@ -112,6 +122,31 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
                 continue
             scores = [normalised_score(by_arm["rlhf"][s], random, by_arm["true"][s]) for s in seeds]
             zero = [normalised_score(by_arm["zero"][s], random, by_arm["true"][s]) for s in seeds]
+            start = [starts.get((f"{task}/{setting}/zero", s), float("nan")) for s in seeds]
+            # a leak makes a control arm better than where it started; a do-nothing initial policy
+            # can beat random by itself (Ant: standing still earns its healthy reward)
+            gains = {}
+            for arm in CONTROLS:
+                done = [s for s in seeds if s in by_arm[arm]]
+                gains[arm] = (
+                    fmt(
+                        float(
+                            np.mean(
+                                [
+                                    (
+                                        by_arm[arm][s]
+                                        - starts.get((f"{task}/{setting}/{arm}", s), float("nan"))
+                                    )
+                                    / (by_arm["true"][s] - random)
+                                    for s in done
+                                ]
+                            )
+                        ),
+                        2,
+                    )
+                    if done
+                    else ""
+                )
             means.append(float(np.mean(scores)))
             rows.append(
                 [
@@ -119,12 +154,15 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
                     setting,
                     labels,
                     fmt(random),
+                    fmt(float(np.mean(start))),
                     fmt(float(np.mean([by_arm["true"][s] for s in seeds]))),
                     fmt(float(np.mean([by_arm["rlhf"][s] for s in seeds]))),
                     fmt(float(np.mean([by_arm["zero"][s] for s in seeds]))),
                     fmt(float(np.mean(scores)), 2),
                     fmt(float(np.min(scores)), 2),
                     fmt(float(np.mean(zero)), 2),
+                    gains["zero"],
+                    gains["coinflip"],
                 ]
             )
     header = [
@@ -132,14 +170,23 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
         "PPO",
         "labels",
         "random",
+        "initial policy",
         "true",
         "rlhf",
         "zero-label",
         "score",
         "worst seed",
         "zero score",
+        "zero gain",
+        "coin-flip gain",
     ]
     return markdown_table(header, rows), means
+
+
+def task_set(tasks: list[str]) -> str:
+    """A name for the figures of a task list, so a classic-control run keeps its own figure."""
+    classic = [task in CLASSIC for task in tasks]
+    return "classic" if all(classic) else "mujoco" if not any(classic) else "all"
 
 
 def plot_curves(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
@@ -171,7 +218,7 @@ def plot_curves(results: list[dict[str, Any]], args: argparse.Namespace) -> list
         for axis in list(axes.flat)[len(args.tasks) :]:
             axis.set_visible(False)
         figure.tight_layout()
-        path = IMAGE_DIR / f"broad-{setting}.png"
+        path = IMAGE_DIR / f"broad-{setting}-{task_set(args.tasks)}{'-paper' if args.paper else ''}.png"
         figure.savefig(path, dpi=90)
         plt.close(figure)
         paths.append(str(path.relative_to(IMAGE_DIR.parent.parent)))

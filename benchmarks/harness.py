@@ -61,7 +61,7 @@ PPO_OVERRIDES: dict[str, dict[str, Any]] = {
     "Swimmer": dict(n_envs=1, normalize=True, gamma=0.9999),
 }
 DEFAULT_PPO: dict[str, Any] = dict(n_envs=4)
-ARM_KINDS = ("true", "rlhf", "zero")
+ARM_KINDS = ("true", "rlhf", "zero", "coinflip")
 
 
 def ppo_config(env_id: str) -> dict[str, Any]:
@@ -138,7 +138,9 @@ def make_job(
         arm: Name of the arm in reports (``"true"``, ``"rlhf-700"``, ``"random-700"``, ...).
         seed: Seed of the env, the algorithm, the oracle and the learner.
         steps: Training timesteps.
-        kind: ``"true"``, ``"rlhf"`` or ``"zero"``; default: ``arm`` itself.
+        kind: ``"true"``, ``"rlhf"``, ``"zero"`` (the wrapper, no labels: a zero reward) or
+            ``"coinflip"`` (labels answered by coin flips, ``SyntheticOracle(beta=0)``: a reward fitted
+            to labels that say nothing about the true one); default: ``arm`` itself.
         env_kwargs: Passed to ``gymnasium.make`` (training and evaluation alike).
         labels: Label budget of an ``rlhf`` arm.
         selection: ``"disagreement"`` or ``"random"`` (the ablation).
@@ -154,8 +156,8 @@ def make_job(
     kind = kind or arm
     if kind not in ARM_KINDS:
         raise ValueError(f"arm kind must be one of {ARM_KINDS}, got {kind!r}")
-    if kind == "rlhf" and labels < 1:
-        raise ValueError(f"an rlhf arm needs a label budget >= 1, got {labels}")
+    if kind in ("rlhf", "coinflip") and labels < 1:
+        raise ValueError(f"an {kind} arm needs a label budget >= 1, got {labels}")
     return dict(
         env=env,
         env_kwargs=env_kwargs or {},
@@ -163,7 +165,7 @@ def make_job(
         kind=kind,
         seed=seed,
         steps=steps,
-        labels=labels if kind == "rlhf" else 0,
+        labels=labels if kind in ("rlhf", "coinflip") else 0,
         selection=selection,
         learner_kwargs=learner_kwargs or {},
         wrapper_kwargs=wrapper_kwargs or {},
@@ -272,9 +274,9 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     config = HyperParams(model_kwargs=config).algorithm_kwargs(venv.action_space)
     callbacks = []
     preference = None
-    if job["kind"] in ("rlhf", "zero"):
+    if job["kind"] in ("rlhf", "zero", "coinflip"):
         venv = PreferenceRewardWrapper(venv, **job.get("wrapper_kwargs", {}))
-    if job["kind"] == "rlhf":
+    if job["kind"] in ("rlhf", "coinflip"):
         learner_kwargs = dict(job["learner_kwargs"])
         if job["decay_timesteps"]:
             learner_kwargs["schedule"] = DecayingSchedule(
@@ -282,7 +284,8 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
             )
         preference = PreferenceCallback(
             venv,
-            oracle=SyntheticOracle(seed=seed),
+            # beta=0: the Boltzmann-rational answer at zero rationality, a fair coin
+            oracle=SyntheticOracle(seed=seed, beta=0.0 if job["kind"] == "coinflip" else math.inf),
             total_labels=job["labels"],
             selection=job["selection"],
             seed=seed,

@@ -1,0 +1,64 @@
+"""benchmarks/broad.py's table: the controls are judged against their own untrained policy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+try:
+    import broad
+    import harness
+finally:
+    sys.path.remove(str(REPO / "benchmarks"))
+
+
+def _result(arm: str, start: float, end: float) -> dict[str, Any]:
+    return {"arm": f"Ant/sb3/{arm}", "seed": 0, "return": end, "curve": [(0, start), (1000, end)]}
+
+
+def test_controls_gain_is_measured_from_their_own_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ant's untrained policy stands still and earns its healthy reward: far above random, so the
+    # zero-label arm's normalised score is high without any leak; its gain from its start is not
+    monkeypatch.setattr(broad, "random_return", lambda *_: -50.0)
+    results = [
+        _result("true", 1000.0, 150.0),
+        _result("rlhf", 1000.0, 100.0),
+        _result("zero", 1000.0, 200.0),
+        _result("coinflip", 900.0, 1100.0),
+    ]
+    args = argparse.Namespace(tasks=["Ant"], settings=["sb3"], eval_episodes=1)
+    table, means = broad.summarise(results, args)
+    row = table.splitlines()[2].strip("| ").split(" | ")
+    header = table.splitlines()[0].strip("| ").split(" | ")
+    cells = dict(zip(header, row, strict=True))
+    assert cells["initial policy"] == "1000.0"
+    assert cells["score"] == "0.75"  # (100 + 50) / (150 + 50)
+    assert cells["zero score"] == "1.25"
+    assert cells["zero gain"] == "-4.00"  # (200 - 1000) / 200
+    assert cells["coin-flip gain"] == "1.00"  # (1100 - 900) / 200: a leak
+    assert means == [pytest.approx(0.75)]
+
+
+def test_a_missing_coin_flip_arm_leaves_its_cell_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broad, "random_return", lambda *_: 0.0)
+    results = [_result(arm, 10.0, 20.0) for arm in ("true", "rlhf", "zero")]
+    table, _ = broad.summarise(results, argparse.Namespace(tasks=["Ant"], settings=["sb3"], eval_episodes=1))
+    assert table.splitlines()[2].rstrip().endswith("|  |")
+
+
+def test_figures_of_a_task_set_keep_their_own_name() -> None:
+    assert broad.task_set(["CartPole", "Pendulum"]) == "classic"
+    assert broad.task_set(["Ant", "Hopper"]) == "mujoco"
+    assert broad.task_set(["Ant", "CartPole"]) == "all"
+
+
+def test_a_coin_flip_arm_needs_labels() -> None:
+    with pytest.raises(ValueError, match="coinflip arm needs a label budget"):
+        harness.make_job("CartPole-v1", "coin", 0, 64, kind="coinflip")
+    assert harness.make_job("CartPole-v1", "coin", 0, 64, kind="coinflip", labels=5)["labels"] == 5
