@@ -123,30 +123,12 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
             scores = [normalised_score(by_arm["rlhf"][s], random, by_arm["true"][s]) for s in seeds]
             zero = [normalised_score(by_arm["zero"][s], random, by_arm["true"][s]) for s in seeds]
             start = [starts.get((f"{task}/{setting}/zero", s), float("nan")) for s in seeds]
-            # a leak makes a control arm better than where it started; a do-nothing initial policy
-            # can beat random by itself (Ant: standing still earns its healthy reward)
-            gains = {}
-            for arm in CONTROLS:
-                done = [s for s in seeds if s in by_arm[arm]]
-                gains[arm] = (
-                    fmt(
-                        float(
-                            np.mean(
-                                [
-                                    (
-                                        by_arm[arm][s]
-                                        - starts.get((f"{task}/{setting}/{arm}", s), float("nan"))
-                                    )
-                                    / (by_arm["true"][s] - random)
-                                    for s in done
-                                ]
-                            )
-                        ),
-                        2,
-                    )
-                    if done
-                    else ""
+            gains = {
+                arm: control_gain(
+                    by_arm[arm], by_arm["true"], seeds, starts, f"{task}/{setting}/{arm}", random
                 )
+                for arm in CONTROLS
+            }
             means.append(float(np.mean(scores)))
             rows.append(
                 [
@@ -181,6 +163,24 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
         "coin-flip gain",
     ]
     return markdown_table(header, rows), means
+
+
+def control_gain(
+    returns: dict[int, float],
+    true: dict[int, float],
+    seeds: list[int],
+    starts: dict[tuple[str, int], float],
+    arm: str,
+    random: float,
+) -> str:
+    """A control arm's mean change from its own untrained policy ÷ (true − random), over those of
+    ``seeds`` it ran ("" when none): a leak makes a control better than where it started, while a do-nothing
+    initial policy can beat random by itself (Ant: standing still earns its healthy reward)."""
+    done = [s for s in seeds if s in returns]
+    if not done:
+        return ""
+    gains = [(returns[s] - starts.get((arm, s), float("nan"))) / (true[s] - random) for s in done]
+    return fmt(float(np.mean(gains)), 2)
 
 
 def task_set(tasks: list[str]) -> str:

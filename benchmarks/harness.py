@@ -62,6 +62,7 @@ PPO_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 DEFAULT_PPO: dict[str, Any] = dict(n_envs=4)
 ARM_KINDS = ("true", "rlhf", "zero", "coinflip")
+LABELLED_KINDS = ("rlhf", "coinflip")  # arms with a label budget and a PreferenceCallback
 
 
 def ppo_config(env_id: str) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def make_job(
     kind = kind or arm
     if kind not in ARM_KINDS:
         raise ValueError(f"arm kind must be one of {ARM_KINDS}, got {kind!r}")
-    if kind in ("rlhf", "coinflip") and labels < 1:
+    if kind in LABELLED_KINDS and labels < 1:
         raise ValueError(f"an {kind} arm needs a label budget >= 1, got {labels}")
     return dict(
         env=env,
@@ -165,7 +166,7 @@ def make_job(
         kind=kind,
         seed=seed,
         steps=steps,
-        labels=labels if kind in ("rlhf", "coinflip") else 0,
+        labels=labels if kind in LABELLED_KINDS else 0,
         selection=selection,
         learner_kwargs=learner_kwargs or {},
         wrapper_kwargs=wrapper_kwargs or {},
@@ -274,9 +275,9 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     config = HyperParams(model_kwargs=config).algorithm_kwargs(venv.action_space)
     callbacks = []
     preference = None
-    if job["kind"] in ("rlhf", "zero", "coinflip"):
+    if job["kind"] != "true":
         venv = PreferenceRewardWrapper(venv, **job.get("wrapper_kwargs", {}))
-    if job["kind"] in ("rlhf", "coinflip"):
+    if job["kind"] in LABELLED_KINDS:
         learner_kwargs = dict(job["learner_kwargs"])
         if job["decay_timesteps"]:
             learner_kwargs["schedule"] = DecayingSchedule(
