@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ def build_jobs(args: argparse.Namespace) -> list[dict[str, Any]]:
         steps = 1_000_000 if args.paper and task not in CLASSIC else steps
         for setting in args.settings:
             for seed in args.seeds:
-                for arm in ARMS:
+                for arm in args.arms:
                     jobs.append(
                         make_job(
                             env_id,
@@ -218,7 +219,9 @@ def plot_curves(results: list[dict[str, Any]], args: argparse.Namespace) -> list
         for axis in list(axes.flat)[len(args.tasks) :]:
             axis.set_visible(False)
         figure.tight_layout()
-        path = IMAGE_DIR / f"broad-{setting}-{task_set(args.tasks)}{'-paper' if args.paper else ''}.png"
+        # a run into its own results file keeps its own figures too
+        stem = f"-{Path(args.results).stem}" if args.results else "-paper" if args.paper else ""
+        path = IMAGE_DIR / f"broad-{setting}-{task_set(args.tasks)}{stem}.png"
         figure.savefig(path, dpi=90)
         plt.close(figure)
         paths.append(str(path.relative_to(IMAGE_DIR.parent.parent)))
@@ -238,10 +241,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="classic control only, seed 0, SB3 defaults")
     parser.add_argument("--resume", action="store_true", help="skip jobs already in the results file")
     parser.add_argument("--no-page", action="store_true", help="do not append to docs/benchmarks-results.md")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="run only these arms")
+    parser.add_argument("--results", help="results file under runs/benchmarks (default broad[-paper].jsonl)")
     args = parser.parse_args()
     if args.quick:
         args.tasks, args.seeds, args.settings = list(CLASSIC), [0], ["sb3"]
-    name = "broad-paper.jsonl" if args.paper else "broad.jsonl"
+    name = args.results or ("broad-paper.jsonl" if args.paper else "broad.jsonl")
     results = run_jobs(
         build_jobs(args), args.workers, out=run_dir(name), resume=args.resume, address=args.address
     )

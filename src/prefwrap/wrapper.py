@@ -40,6 +40,11 @@ class PreferenceRewardWrapper(SegmentRecording):
     learned returns. While ``training`` is True, steps are cut into segments (``segments``) for the
     preference learner; set it False to evaluate without recording.
 
+    Terminations reach the agent as time limits (SB3: ``info["TimeLimit.truncated"] = True``, so it
+    bootstraps from ``terminal_observation``; gymnasium: ``truncated=True``) until labels have priced
+    terminating (``learned_reward.anchored``, see docs/concepts.md#termination): before that, ending
+    an episode is worth neither more nor less than going on. The segments keep the real terminations.
+
     Pass an SB3 ``VecEnv`` (``DummyVecEnv``/``SubprocVecEnv``, e.g. from ``make_vec_env``) or a plain
     ``gymnasium.Env``; the matching wrapper type is built.
 
@@ -172,14 +177,13 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         observations, true_rewards, dones, infos = self.venv.step_wait()
         ended = np.count_nonzero(dones)  # 3x cheaper than dones.any() on a few envs
         rewards = np.asarray(true_rewards, dtype=np.float32)
+        terminated = _terminations(dones, infos) if ended else None
         learned, finished = self._record_step(
-            self._last_obs,
-            self._actions,
-            rewards,
-            dones,
-            self._frames,
-            _terminations(dones, infos) if ended else None,
+            self._last_obs, self._actions, rewards, dones, self._frames, terminated
         )
+        if terminated is not None and not self.learned_reward.anchored:
+            for env in np.flatnonzero(terminated):
+                infos[env]["TimeLimit.truncated"] = True  # SB3 bootstraps from terminal_observation
         # float32 -> Python float is exact: the float64 conversion is only needed for other dtypes
         values = rewards if rewards is true_rewards else np.asarray(true_rewards, np.float64)
         for info, reward in zip(infos, values.tolist(), strict=True):
@@ -283,6 +287,8 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         if finished[0] is not None:
             info["pref_episode"] = finished[0]
         self._last_obs = observation
+        if terminated and not self.learned_reward.anchored:
+            terminated, truncated = False, True  # neutral until anchored (see the class docstring)
         return observation, float(learned[0]), terminated, truncated, info
 
     def close(self) -> None:

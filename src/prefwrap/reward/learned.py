@@ -54,6 +54,11 @@ class LearnedReward:
             the ensemble is unsure, i.e. off the labelled distribution. 0 (default): the mean.
         seed: Seed of the ensemble's initial weights (a private generator: torch's global random
             state is neither used nor advanced). ``None`` draws them from torch's global generator.
+
+    Attributes:
+        offset: The raw reward that maps to 0.
+        anchored: True once the offset is the fitted absorbing reward (labelled segments contained
+            terminations); until then the wrappers hand terminations to the agent as time limits.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class LearnedReward:
         self.reward_std = reward_std
         self.statistics = RunningMeanStd(shape=())
         self.offset = 0.0  # raw reward that maps to 0: the recent mean, or the absorbing reward
+        self.anchored = False  # the offset is the absorbing reward: labels have priced terminating
         self.fitted = False
         self._fast_forward: NumpyMlpEnsemble | None = None
         self._fast_reward: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
@@ -200,6 +206,7 @@ class LearnedReward:
         self.statistics.update(values)
         absorbing = float(self.combine(self.model.absorbing_reward.detach().cpu().numpy()))
         self.offset = absorbing if anchor_absorbing else float(self.statistics.mean)
+        self.anchored = anchor_absorbing
 
     def save(self, path: str | os.PathLike) -> None:
         """Save weights, configuration and statistics (a file loadable with ``weights_only=True``)."""
@@ -215,6 +222,7 @@ class LearnedReward:
                     "var": float(self.statistics.var),
                     "count": float(self.statistics.count),
                     "offset": self.offset,
+                    "anchored": self.anchored,
                 },
                 "fitted": self.fitted,
             },
@@ -256,6 +264,7 @@ class LearnedReward:
         reward.statistics.var = np.float64(state["statistics"]["var"])
         reward.statistics.count = state["statistics"]["count"]
         reward.offset = float(state["statistics"]["offset"])
+        reward.anchored = bool(state["statistics"].get("anchored", False))  # absent in older files
         reward.fitted = bool(state["fitted"])
         reward._snapshot()
         return reward
