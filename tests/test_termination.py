@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
-from conftest import GoRightEnv
+from conftest import GoRightEnv, make_go_right
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.env_util import make_vec_env
 from test_wrapper import VEC_ENV_CLASSES, fit_randomly, make_venv, stored_segments
 
+from prefwrap import PreferenceCallback, SyntheticOracle
+from prefwrap.relabel import DeferredTerminations
 from prefwrap.reward.learned import LearnedReward
-from prefwrap.wrapper import PreferenceRewardWrapper
+from prefwrap.wrapper import DEFERRED_TERMINATION, PreferenceRewardWrapper
 
 
 def anchor(wrapper: PreferenceRewardWrapper) -> None:
@@ -40,6 +46,7 @@ def test_vec_terminations_are_time_limits_until_anchored(vec_env_cls: type) -> N
     ended = terminal_infos(wrapper, 6)
     assert len(ended) == 4
     assert all(info["TimeLimit.truncated"] and "terminal_observation" in info for info in ended)
+    assert all(info[DEFERRED_TERMINATION] for info in ended)
     # the segments keep the real ending: terminated, padded with the absorbing state
     assert all(segment.terminated for segment in stored_segments(wrapper))
     anchor(wrapper)
@@ -47,6 +54,7 @@ def test_vec_terminations_are_time_limits_until_anchored(vec_env_cls: type) -> N
     ended = terminal_infos(wrapper, 6)
     assert len(ended) == 4
     assert not any(info.get("TimeLimit.truncated", False) for info in ended)
+    assert not any(DEFERRED_TERMINATION in info for info in ended)
     wrapper.close()
 
 
@@ -86,3 +94,40 @@ def test_anchoring_is_saved_and_older_files_load_unanchored(tmp_path: Path) -> N
     del state["statistics"]["anchored"]  # as saved before the flag existed
     torch.save(state, path)
     assert not LearnedReward.load(path, *spaces).anchored
+
+
+def test_sac_buffer_gets_its_terminations_back_once_anchored() -> None:
+    venv = PreferenceRewardWrapper(
+        make_vec_env(make_go_right(episode_lengths=(7,)), n_envs=2, seed=0), segment_length=5
+    )
+    model = SAC("MlpPolicy", venv, learning_starts=10**6, policy_kwargs={"net_arch": [8]}, seed=0)
+    buffer = model.replay_buffer
+    callback = PreferenceCallback(
+        venv, SyntheticOracle(seed=0), total_labels=10, total_timesteps=1000, synchronous=True
+    )
+    model.learn(160, callback=callback)  # before the first queries (64 segments)
+    assert not venv.learned_reward.anchored
+    assert buffer.dones[: buffer.pos].sum() == buffer.timeouts[: buffer.pos].sum() == 2 * (80 // 7)
+    model.learn(840, callback=callback, reset_num_timesteps=False)
+    assert venv.learned_reward.anchored
+    stored = slice(0, buffer.pos)
+    # every episode terminated (no time limit): after anchoring no stored step is a time limit
+    assert buffer.dones[stored].sum() == 2 * buffer.pos // 7
+    assert not buffer.timeouts[stored].any()
+
+
+def test_deferred_terminations_skip_overwritten_and_unstored_slots() -> None:
+    space = gymnasium.spaces.Box(-1, 1, (1,))
+    buffer = ReplayBuffer(8, space, space, n_envs=2, handle_timeout_termination=True)  # 4 rows
+    deferred = DeferredTerminations()
+    deferred_info, plain_info = {DEFERRED_TERMINATION: True, "TimeLimit.truncated": True}, {}
+    one = np.zeros((2, 1), np.float32)
+    for step in range(5):  # rows 0..3, then 0 again: the first deferred termination is overwritten
+        infos = [deferred_info, plain_info] if step in (0, 2) else [plain_info, plain_info]
+        dones = np.array([step in (0, 2), False])
+        deferred.note(buffer, dones, infos)
+        buffer.add(one, one, one, np.zeros(2), dones, infos)
+    deferred.note(buffer, np.array([True, False]), [deferred_info, plain_info])  # row 1, never stored
+    assert buffer.timeouts[2, 0] and buffer.timeouts.sum() == 1
+    assert deferred.restore(buffer) == 1
+    assert not buffer.timeouts.any()

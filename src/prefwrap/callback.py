@@ -20,7 +20,7 @@ from prefwrap.diagnostics import CORRELATION_WARNING, DIAGNOSTICS_EVERY, DISAGRE
 from prefwrap.env_utils import check_layers_above, find_preference_wrapper
 from prefwrap.learner import PreferenceLearner
 from prefwrap.oracles.base import Oracle
-from prefwrap.relabel import relabel_replay_buffer
+from prefwrap.relabel import DeferredTerminations, relabel_replay_buffer
 from prefwrap.reward.fitting import FitReport
 from prefwrap.store import PreferenceStore
 from prefwrap.wrapper import HER_REFUSAL, PreferenceRewardWrapper
@@ -36,9 +36,11 @@ class PreferenceCallback(BaseCallback):
 
     At each rollout end it asks for the labels due (see :class:`~prefwrap.schedule.DecayingSchedule`),
     writes every answer to the store, refits the reward ensemble when new labels arrived and, for
-    off-policy algorithms (SAC, TD3, DQN), relabels the whole replay buffer with the new reward.
-    On-policy algorithms (PPO, A2C, TRPO) train on the rollout as collected: relabelling it with the
-    reward just fitted on its own segments made PPO learn markedly worse in our Pendulum benchmark.
+    off-policy algorithms (SAC, TD3, DQN), relabels the whole replay buffer with the new reward; once
+    the reward is anchored, the buffer's terminations that reached the agent as time limits are made
+    terminations again (docs/concepts.md#termination). On-policy algorithms (PPO, A2C, TRPO) train on
+    the rollout as collected: relabelling it with the reward just fitted on its own segments made PPO
+    learn markedly worse in our Pendulum benchmark.
     Metrics go to the SB3 logger under ``pref/``.
 
     Args:
@@ -127,6 +129,7 @@ class PreferenceCallback(BaseCallback):
         self._refitted = False
         self._diagnosed_at = 0
         self._announced_queries = False
+        self._deferred = DeferredTerminations()
 
     def _init_callback(self) -> None:
         try:
@@ -176,6 +179,8 @@ class PreferenceCallback(BaseCallback):
             )
 
     def _on_step(self) -> bool:
+        if isinstance(self.model, OffPolicyAlgorithm) and not self.wrapper.learned_reward.anchored:
+            self._deferred.note(self.model.replay_buffer, self.locals["dones"], self.locals["infos"])
         return True
 
     def _on_rollout_end(self) -> None:
@@ -226,8 +231,12 @@ class PreferenceCallback(BaseCallback):
         if report is None:
             return
         self._refitted = True
-        if self.relabel and isinstance(self.model, OffPolicyAlgorithm):
-            relabel_replay_buffer(self.model.replay_buffer, self.wrapper.learned_reward, self.model.policy)
+        if isinstance(self.model, OffPolicyAlgorithm):
+            buffer = self.model.replay_buffer
+            if self.wrapper.learned_reward.anchored:
+                self._deferred.restore(buffer)
+            if self.relabel:
+                relabel_replay_buffer(buffer, self.wrapper.learned_reward, self.model.policy)
         self._report_refit(report)
 
     def _report_refit(self, report: FitReport) -> None:

@@ -1,7 +1,8 @@
-"""Recompute the rewards stored in an SB3 replay buffer after the reward model changed.
+"""Bring an SB3 replay buffer up to date after the reward model changed.
 
 Off-policy algorithms (SAC, TD3, DQN) train on old transitions: without relabelling, a replay
-buffer mixes rewards from every past reward model (PEBBLE's fix).
+buffer mixes rewards from every past reward model (PEBBLE's fix), and terminations stored as time
+limits before the reward was anchored would stay bootstrapped for the buffer's whole life.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from stable_baselines3.common.policies import BasePolicy
 
 from prefwrap.encoding import SpaceBatch
 from prefwrap.reward.learned import LearnedReward, step_chunks
+from prefwrap.wrapper import DEFERRED_TERMINATION
 
 
 def predict_buffer_rewards(
@@ -55,6 +57,39 @@ def relabel_replay_buffer(
         learned_reward, observations, actions, n_steps, buffer.n_envs
     )
     return n_steps * buffer.n_envs
+
+
+class DeferredTerminations:
+    """Replay-buffer slots that hold a termination the wrapper handed to the agent as a time limit
+    (``info["pref_deferred_termination"]``, before the reward was anchored), so that they can be made
+    terminations again (``timeouts = False``) once labels have priced terminating.
+
+    Call :meth:`note` from a callback's ``_on_step``: SB3's off-policy ``collect_rollouts`` stores the
+    step's transition at ``buffer.pos`` right after the callback returns.
+    """
+
+    def __init__(self) -> None:
+        self._slots: list[tuple[int, int, int]] = []  # (buffer position, env index, store count)
+        self._stored = 0  # transitions stored so far, one per vector step
+
+    def note(self, buffer: ReplayBuffer, dones: np.ndarray, infos: list[dict]) -> None:
+        """Record the deferred terminations of the step about to be stored (``dones``: ``(n_envs,)``)."""
+        if np.count_nonzero(dones):  # cheaper than scanning the infos on every step
+            for env in np.flatnonzero(dones):
+                if infos[env].get(DEFERRED_TERMINATION, False):
+                    self._slots.append((buffer.pos, int(env), self._stored))
+        self._stored += 1
+
+    def restore(self, buffer: ReplayBuffer) -> int:
+        """Mark the recorded slots not yet overwritten as terminations; returns how many were."""
+        restored = 0
+        for position, env, stored in self._slots:
+            # not come round by the ring buffer, and stored (another callback may have stopped the run)
+            if self._stored - stored <= buffer.buffer_size and buffer.dones[position, env]:
+                buffer.timeouts[position, env] = False
+                restored += 1
+        self._slots.clear()
+        return restored
 
 
 def _flatten_leading(observations: SpaceBatch, n: int) -> SpaceBatch:

@@ -31,6 +31,10 @@ HER_REFUSAL = (
 )
 
 
+DEFERRED_TERMINATION = "pref_deferred_termination"
+"""Info key of a termination handed to the agent as a time limit (the reward was not yet anchored)."""
+
+
 class PreferenceRewardWrapper(SegmentRecording):
     """Replaces the environment reward with a learned reward r̂(o, a) fitted to preferences.
 
@@ -43,7 +47,9 @@ class PreferenceRewardWrapper(SegmentRecording):
     Terminations reach the agent as time limits (SB3: ``info["TimeLimit.truncated"] = True``, so it
     bootstraps from ``terminal_observation``; gymnasium: ``truncated=True``) until labels have priced
     terminating (``learned_reward.anchored``, see docs/concepts.md#termination): before that, ending
-    an episode is worth neither more nor less than going on. The segments keep the real terminations.
+    an episode is worth neither more nor less than going on. The segments keep the real terminations,
+    and such a step's info has ``info["pref_deferred_termination"] = True`` (with
+    :class:`PreferenceCallback`, off-policy replay buffers get their terminations back once anchored).
 
     Pass an SB3 ``VecEnv`` (``DummyVecEnv``/``SubprocVecEnv``, e.g. from ``make_vec_env``) or a plain
     ``gymnasium.Env``; the matching wrapper type is built.
@@ -184,6 +190,7 @@ class VecPreferenceRewardWrapper(PreferenceRewardWrapper, VecEnvWrapper):
         if terminated is not None and not self.learned_reward.anchored:
             for env in np.flatnonzero(terminated):
                 infos[env]["TimeLimit.truncated"] = True  # SB3 bootstraps from terminal_observation
+                infos[env][DEFERRED_TERMINATION] = True
         # float32 -> Python float is exact: the float64 conversion is only needed for other dtypes
         values = rewards if rewards is true_rewards else np.asarray(true_rewards, np.float64)
         for info, reward in zip(infos, values.tolist(), strict=True):
@@ -289,6 +296,7 @@ class EnvPreferenceRewardWrapper(PreferenceRewardWrapper, gym.Wrapper):
         self._last_obs = observation
         if terminated and not self.learned_reward.anchored:
             terminated, truncated = False, True  # neutral until anchored (see the class docstring)
+            info[DEFERRED_TERMINATION] = True
         return observation, float(learned[0]), terminated, truncated, info
 
     def close(self) -> None:
