@@ -2,8 +2,9 @@
 
 For each task it trains, side by side in one run with the same seeds and steps, PPO on the true reward
 (``true``), PPO through prefwrap with a synthetic oracle (``rlhf``) and the wrapper without labels
-(``zero``: a leak through termination or offsets shows as a score above 0), and measures a random
-policy. Both PPO settings: SB3's defaults with 4 envs (``sb3``) and rl-baselines3-zoo's tuned values
+(``zero``: a leak through termination or offsets shows as a score above 0), plain PPO on a reward
+of 0 in an env that never terminates (``blind``: nothing reaches it, so its score is PPO's drift
+alone, the floor to read the zero score against), and measures a random policy. Both PPO settings: SB3's defaults with 4 envs (``sb3``) and rl-baselines3-zoo's tuned values
 where the zoo has them (``zoo``; tasks it has not tuned fall back to ``sb3``). Tasks run with their
 DEFAULT env settings (early termination on), plus Hopper and Walker2d without it.
 
@@ -57,7 +58,7 @@ TASKS: dict[str, tuple[str, dict[str, Any], int, int]] = {
 }
 CLASSIC = ("CartPole", "Acrobot", "Pendulum")
 SETTINGS = ("sb3", "zoo")
-ARMS = ("true", "rlhf", "zero", "coinflip")
+ARMS = ("true", "rlhf", "zero", "coinflip", "blind")
 CONTROLS = ("zero", "coinflip")  # arms whose reward carries no information about the true one
 
 
@@ -123,6 +124,11 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
                 continue
             scores = [normalised_score(by_arm["rlhf"][s], random, by_arm["true"][s]) for s in seeds]
             zero = [normalised_score(by_arm["zero"][s], random, by_arm["true"][s]) for s in seeds]
+            blind = [
+                normalised_score(by_arm["blind"][s], random, by_arm["true"][s])
+                for s in seeds
+                if s in by_arm["blind"]
+            ]
             start = [starts.get((f"{task}/{setting}/zero", s), float("nan")) for s in seeds]
             gains = {
                 arm: control_gain(
@@ -144,6 +150,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
                     fmt(float(np.mean(scores)), 2),
                     fmt(float(np.min(scores)), 2),
                     fmt(float(np.mean(zero)), 2),
+                    fmt(float(np.mean(blind)), 2) if blind else "",
                     gains["zero"],
                     gains["coinflip"],
                 ]
@@ -160,6 +167,7 @@ def summarise(results: list[dict[str, Any]], args: argparse.Namespace) -> tuple[
         "score",
         "worst seed",
         "zero score",
+        "blind score",
         "zero gain",
         "coin-flip gain",
     ]

@@ -61,7 +61,7 @@ PPO_OVERRIDES: dict[str, dict[str, Any]] = {
     "Swimmer": dict(n_envs=1, normalize=True, gamma=0.9999),
 }
 DEFAULT_PPO: dict[str, Any] = dict(n_envs=4)
-ARM_KINDS = ("true", "rlhf", "zero", "coinflip")
+ARM_KINDS = ("true", "rlhf", "zero", "coinflip", "blind")
 LABELLED_KINDS = ("rlhf", "coinflip")  # arms with a label budget and a PreferenceCallback
 
 
@@ -141,7 +141,9 @@ def make_job(
         steps: Training timesteps.
         kind: ``"true"``, ``"rlhf"``, ``"zero"`` (the wrapper, no labels: a zero reward) or
             ``"coinflip"`` (labels answered by coin flips, ``SyntheticOracle(beta=0)``: a reward fitted
-            to labels that say nothing about the true one); default: ``arm`` itself.
+            to labels that say nothing about the true one) or ``"blind"`` (plain PPO, no prefwrap, on
+            a reward of 0 in an env that never terminates: nothing reaches it, so its score is what
+            PPO's drift alone gives, the floor a leak is measured against); default: ``arm`` itself.
         env_kwargs: Passed to ``gymnasium.make`` (training and evaluation alike).
         labels: Label budget of an ``rlhf`` arm.
         selection: ``"disagreement"`` or ``"random"`` (the ablation).
@@ -178,16 +180,42 @@ def make_job(
     )
 
 
-def make_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any], normalize: bool | str) -> Any:
+def make_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    env_kwargs: dict[str, Any],
+    normalize: bool | str,
+    blind: bool = False,
+) -> Any:
     """The training VecEnv below any reward wrapper: with normalize="obs", observations are normalised
-    here (rewards untouched); normalize=True is applied on top by :func:`wrap_top`."""
+    here (rewards untouched); normalize=True is applied on top by :func:`wrap_top`. ``blind``: every
+    reward is 0 and episodes never terminate (they run to the time limit)."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
+    if blind:
+        venv = make_vec_env(lambda: _blind_env(env_id, env_kwargs), n_envs=n_envs, seed=seed)
+    else:
+        venv = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
     if normalize == "obs":
         venv = VecNormalize(venv, norm_reward=False)
     return venv
+
+
+def _blind_env(env_id: str, env_kwargs: dict[str, Any]) -> Any:
+    """``env_id`` with reward 0 and no termination: the raw env (gymnasium's order checks refuse a
+    step after termination) under its registered time limit."""
+    import gymnasium as gym
+    from gymnasium.wrappers import TimeLimit
+
+    class Blind(gym.Wrapper):
+        def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+            observation, _, _, truncated, info = self.env.step(action)
+            return observation, 0.0, False, truncated, info
+
+    raw = gym.make(env_id, **env_kwargs).unwrapped
+    return Blind(TimeLimit(raw, gym.spec(env_id).max_episode_steps))
 
 
 def wrap_top(venv: Any, normalize: bool | str, gamma: float) -> Any:
@@ -270,12 +298,12 @@ def run_arm(job: dict[str, Any]) -> dict[str, Any]:
     config = dict(job["ppo"])
     n_envs = config.pop("n_envs")
     normalize = config.pop("normalize", False)
-    venv = make_env(job["env"], n_envs, seed, job["env_kwargs"], normalize)
+    venv = make_env(job["env"], n_envs, seed, job["env_kwargs"], normalize, blind=job["kind"] == "blind")
     # zoo notation ("lin_3e-4", "nn.ReLU") -> objects, as `prefwrap train` does
     config = HyperParams(model_kwargs=config).algorithm_kwargs(venv.action_space)
     callbacks = []
     preference = None
-    if job["kind"] != "true":
+    if job["kind"] not in ("true", "blind"):
         venv = PreferenceRewardWrapper(venv, **job.get("wrapper_kwargs", {}))
     if job["kind"] in LABELLED_KINDS:
         learner_kwargs = dict(job["learner_kwargs"])

@@ -62,3 +62,25 @@ def test_a_coin_flip_arm_needs_labels() -> None:
     with pytest.raises(ValueError, match="coinflip arm needs a label budget"):
         harness.make_job("CartPole-v1", "coin", 0, 64, kind="coinflip")
     assert harness.make_job("CartPole-v1", "coin", 0, 64, kind="coinflip", labels=5)["labels"] == 5
+
+
+def test_the_blind_arm_sees_no_reward_and_no_termination() -> None:
+    env = harness._blind_env("CartPole-v1", {})
+    env.reset(seed=0)
+    rewards, steps, truncated = set(), 0, False
+    while not truncated:  # always pushing left topples the pole within ~10 steps: it must not end it
+        _, reward, terminated, truncated, _ = env.step(0)
+        rewards.add(reward)
+        steps += 1
+        assert not terminated
+    assert rewards == {0.0} and steps == 500
+
+
+def test_the_blind_score_is_read_beside_the_zero_score(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(broad, "random_return", lambda *_: 0.0)
+    results = [_result(arm, 10.0, end) for arm, end in (("true", 100.0), ("rlhf", 90.0), ("zero", 40.0))]
+    results.append(_result("blind", 10.0, 60.0))
+    table, _ = broad.summarise(results, argparse.Namespace(tasks=["Ant"], settings=["sb3"], eval_episodes=1))
+    header, _, row = ([cell.strip() for cell in line.strip()[1:-1].split("|")] for line in table.splitlines())
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["zero score"], cells["blind score"]) == ("0.40", "0.60")
