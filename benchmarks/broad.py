@@ -4,8 +4,9 @@ For each task it trains, side by side in one run with the same seeds and steps, 
 (``true``), PPO through prefwrap with a synthetic oracle (``rlhf``) and the wrapper without labels
 (``zero``: a leak through termination or offsets shows as a score above 0), plain PPO on a reward
 of 0 in an env that never terminates (``blind``: nothing reaches it, so its score is PPO's drift
-alone, the floor to read the zero score against), and measures a random policy. Both PPO settings: SB3's defaults with 4 envs (``sb3``) and rl-baselines3-zoo's tuned values
-where the zoo has them (``zoo``; tasks it has not tuned fall back to ``sb3``). Tasks run with their
+alone, the floor to read the zero score against), and measures a random policy. Both PPO
+settings: SB3's defaults with 4 envs (``sb3``) and rl-baselines3-zoo's tuned values where the zoo
+has them (``zoo``; tasks it has not tuned fall back to ``sb3``). Tasks run with their
 DEFAULT env settings (early termination on), plus Hopper and Walker2d without it.
 
 Score: ``(R_rlhf - R_random) / (R_true - R_random)`` per seed; the table gives the mean, the worst
