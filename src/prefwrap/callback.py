@@ -130,6 +130,7 @@ class PreferenceCallback(BaseCallback):
         self._diagnosed_at = 0
         self._announced_queries = False
         self._deferred = DeferredTerminations()
+        self._off_policy = False  # set when the model is known: checked on every step
 
     def _init_callback(self) -> None:
         try:
@@ -145,6 +146,7 @@ class PreferenceCallback(BaseCallback):
                 "trains on: pass the same wrapped env to the model and to the callback."
             )
         check_layers_above(self.model.get_env(), self.wrapper)
+        self._off_policy = isinstance(self.model, OffPolicyAlgorithm)
         if isinstance(getattr(self.model, "replay_buffer", None), HerReplayBuffer):
             raise ValueError(HER_REFUSAL)
         if isinstance(self.model, ARS):
@@ -166,7 +168,7 @@ class PreferenceCallback(BaseCallback):
             )
         if self.fit_lag is not None:
             self._fit_lag = self.fit_lag
-        elif isinstance(self.model, OffPolicyAlgorithm):
+        elif self._off_policy:
             self._fit_lag = OFF_POLICY_FIT_LAG
         else:
             self._fit_lag = int(self.model.n_steps) * self.model.get_env().num_envs
@@ -179,7 +181,7 @@ class PreferenceCallback(BaseCallback):
             )
 
     def _on_step(self) -> bool:
-        if isinstance(self.model, OffPolicyAlgorithm) and not self.wrapper.learned_reward.anchored:
+        if self._off_policy and not self.wrapper.learned_reward.anchored:
             self._deferred.note(self.model.replay_buffer, self.locals["dones"], self.locals["infos"])
         return True
 
@@ -231,7 +233,7 @@ class PreferenceCallback(BaseCallback):
         if report is None:
             return
         self._refitted = True
-        if isinstance(self.model, OffPolicyAlgorithm):
+        if self._off_policy:
             buffer = self.model.replay_buffer
             if self.wrapper.learned_reward.anchored:
                 self._deferred.restore(buffer)
