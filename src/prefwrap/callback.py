@@ -60,6 +60,15 @@ class PreferenceCallback(BaseCallback):
         demonstrations: Expert trajectories, an ``.npz`` path or a list of
             :class:`~prefwrap.demonstrations.Trajectory`, turned into preferences "demonstration ≻
             policy" (``docs/concepts.md#demonstrations``).
+        synchronous: Refit at the rollout end where labels arrived, blocking training, instead of in
+            a background thread (``docs/concepts.md#background-refits``).
+        fit_lag: Env steps from the start of a background fit to its install; default one rollout
+            on-policy, 1,000 steps off-policy.
+        wait_for_fit: At the install point, wait for a background fit still running (the run then
+            repeats exactly); ``False`` trains on with the installed reward and installs the fit at
+            the first rollout end after it is done (the paper's asynchronous reward training).
+            ``None`` (default): wait for MLP rewards, not for CNN rewards, whose fits on a CPU take
+            longer than many rollouts (``docs/concepts.md#background-refits``).
         **learner_kwargs: Passed to :class:`~prefwrap.learner.PreferenceLearner` (schedule, selection,
             query_batch_size, max_pending, fit_epochs, seed, demo_weight, demo_pairs_per_round, ...).
 
@@ -96,6 +105,7 @@ class PreferenceCallback(BaseCallback):
         demonstrations: str | os.PathLike | list[Trajectory] | None = None,
         synchronous: bool = False,
         fit_lag: int | None = None,
+        wait_for_fit: bool | None = None,
         **learner_kwargs: Any,
     ) -> None:
         super().__init__(verbose)
@@ -119,6 +129,11 @@ class PreferenceCallback(BaseCallback):
         self.total_timesteps = total_timesteps
         self.synchronous = synchronous
         self.fit_lag = fit_lag
+        self.wait_for_fit = (
+            not self.wrapper.learned_reward.encoder.image_observations
+            if wait_for_fit is None
+            else wait_for_fit
+        )
         self._fit_lag = 0
         self._progress_printed_at = 0.0
         if verbose >= 1:
@@ -189,7 +204,7 @@ class PreferenceCallback(BaseCallback):
         learner = self.learner
         started = learner.refitting.started_at
         if started is not None and self.num_timesteps >= started + self._fit_lag:
-            self._installed(learner.refitting.finish())
+            self._installed(learner.refitting.finish(wait=self.wait_for_fit))
         round_ = learner.collect_labels(self.num_timesteps, self._total_timesteps)
         self._tell_the_labelers(round_.asked)
         if self.synchronous:
@@ -246,7 +261,8 @@ class PreferenceCallback(BaseCallback):
         if self.verbose >= 1:
             print(
                 f"[prefwrap] step {self.num_timesteps}: {self.learner.n_labels} labels, "
-                f"val acc {report.validation_accuracy:.3f}, refit {report.seconds:.2f}s"
+                f"val acc {report.validation_accuracy:.3f}, refit {report.seconds:.2f}s "
+                f"({report.gradient_steps / max(report.seconds, 1e-9):.0f} gradient steps/s)"
             )
 
     def _print_fit_progress(self, epoch: int, epochs: int, steps: int, seconds: float) -> None:

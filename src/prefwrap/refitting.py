@@ -14,12 +14,16 @@ from prefwrap.reward.fitting import FitReport, RewardFitter
 from prefwrap.reward.learned import LearnedReward
 from prefwrap.segment_buffer import SegmentBuffer
 
-__all__ = ["NORMALIZATION_MAX_STEPS", "RewardRefitting"]
+__all__ = ["NORMALIZATION_MAX_IMAGE_STEPS", "NORMALIZATION_MAX_STEPS", "RewardRefitting"]
 
 NORMALIZATION_MAX_STEPS = 8192
-"""The normalisation after a fit reads at most this many of the newest segments' steps, evenly spread:
-a mean and a standard deviation need no more (their sampling error is ~1 % of the std), and scoring
-all 60,000 steps of 2,000 segments took ~3 % of a HalfCheetah run's wall clock, on its critical path."""
+"""The normalisation after a fit reads at most this many of the newest segments' steps, from segments
+evenly spread over them: a mean and a standard deviation need no more (their sampling error is ~1 %
+of the std), and scoring all 60,000 steps of 2,000 segments took ~3 % of a HalfCheetah run's wall
+clock, on its critical path."""
+NORMALIZATION_MAX_IMAGE_STEPS = 2048
+"""The same bound for image observations (sampling error ~2 % of the std): on a CPU, rebuilding 8,192
+frame stacks and scoring them with the CNN took ~4 s per install on Breakout, on the critical path."""
 
 
 class RewardRefitting:
@@ -29,7 +33,8 @@ class RewardRefitting:
     (:meth:`start`) leaves the installed reward, which the agent, query selection and diagnostics
     use, untouched until :meth:`finish` (``docs/concepts.md#background-refits``). Installing copies
     the weights and refreshes the reward normalisation on the newest recorded steps (at most
-    :data:`NORMALIZATION_MAX_STEPS` of them, evenly spread).
+    :data:`NORMALIZATION_MAX_STEPS` of them, :data:`NORMALIZATION_MAX_IMAGE_STEPS` for images, from
+    segments evenly spread).
 
     Args:
         reward: The wrapper's learned reward (the installed weights).
@@ -116,11 +121,14 @@ class RewardRefitting:
         steps (or the labelled ones when nothing is recorded yet: a run resumed from its store)."""
         self.reward.model.load_state_dict(self.fitter.model.state_dict())
         self.last_fit = report
-        steps = self.segments.valid_steps(self.normalization_segments)
+        images = self.reward.encoder.image_observations
+        max_steps = NORMALIZATION_MAX_IMAGE_STEPS if images else NORMALIZATION_MAX_STEPS
+        spread = -(-max_steps // self.segments.segment_length)  # segments enough for max_steps
+        steps = self.segments.valid_steps(self.normalization_segments, spread=spread)
         observations, actions = steps if len(steps[1]) else self.dataset.valid_steps()
-        if len(actions) > NORMALIZATION_MAX_STEPS:
-            spread = np.linspace(0, len(actions) - 1, NORMALIZATION_MAX_STEPS).round().astype(np.int64)
-            observations, actions = observations[spread], actions[spread]
+        if len(actions) > max_steps:
+            chosen = np.linspace(0, len(actions) - 1, max_steps).round().astype(np.int64)
+            observations, actions = observations[chosen], actions[chosen]
         self.reward.refresh(
             observations,
             actions,

@@ -231,9 +231,15 @@ class SegmentBuffer:
         rows = self.newest_rows()
         return rows[np.isin(self.segment_ids[rows], self._frame_ids)]
 
-    def valid_steps(self, max_segments: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Observation and action features of the valid steps of the newest ``max_segments`` segments."""
+    def valid_steps(
+        self, max_segments: int | None = None, spread: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Observation and action features ``(N, *obs)``, ``(N, D_a)`` of the valid steps of the newest
+        ``max_segments`` segments, or of ``spread`` of them, evenly spread, when there are more (only
+        those are read: an image buffer rebuilds each segment's frame stacks)."""
         rows = self.newest_rows(max_segments)
+        if spread is not None and len(rows) > spread:
+            rows = rows[np.linspace(0, len(rows) - 1, spread).round().astype(np.int64)]
         mask = valid_step_mask(self.lengths[rows], self.segment_length)
         return self.observations_of(rows)[mask], self.actions[rows][mask]
 
