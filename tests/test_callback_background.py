@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 from test_image_segments import FlickerEnv
 
-from prefwrap.callback import PreferenceCallback
+from prefwrap.callback import PreferenceCallback, refit_text
 from prefwrap.oracles.synthetic import SyntheticOracle
 from prefwrap.reward.fitting import FitReport
 from prefwrap.wrapper import PreferenceRewardWrapper
@@ -72,3 +72,9 @@ def test_without_waiting_training_goes_on_and_the_fit_is_installed_once_done() -
     assert len(hold.rollouts_held) == 3
     assert hold.installs and hold.installs[0] > hold.rollouts_held[-1]
     assert venv.learned_reward.fitted and callback.learner.last_fit is not None
+
+
+def test_the_refit_line_gives_the_gradient_steps_per_second() -> None:
+    assert refit_text(FitReport(0.5, 0.6, 0.7, 1e-3, 12, 0.1)) == "refit 0.10s (120 gradient steps/s)"
+    # a CNN fit on a CPU that spent its 30 s bound on 4 steps (the Breakout report)
+    assert refit_text(FitReport(0.5, 0.6, 0.7, 1e-3, 4, 28.0)) == "refit 28.00s (0.14 gradient steps/s)"

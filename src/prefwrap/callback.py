@@ -31,6 +31,12 @@ FIT_PROGRESS_EVERY_S = 10.0
 """With ``verbose``, a fit running longer prints a progress line about this often."""
 
 
+def refit_text(report: FitReport) -> str:
+    """``refit 1.23s (456 gradient steps/s)``: a refit's cost and how much work it did."""
+    rate = report.gradient_steps / max(report.seconds, 1e-9)
+    return f"refit {report.seconds:.2f}s ({rate:.{0 if rate >= 10 else 2}f} gradient steps/s)"
+
+
 class PreferenceCallback(BaseCallback):
     """Queries an oracle on a label schedule and refits the learned reward while SB3 trains.
 
@@ -261,8 +267,7 @@ class PreferenceCallback(BaseCallback):
         if self.verbose >= 1:
             print(
                 f"[prefwrap] step {self.num_timesteps}: {self.learner.n_labels} labels, "
-                f"val acc {report.validation_accuracy:.3f}, refit {report.seconds:.2f}s "
-                f"({report.gradient_steps / max(report.seconds, 1e-9):.0f} gradient steps/s)"
+                f"val acc {report.validation_accuracy:.3f}, {refit_text(report)}"
             )
 
     def _print_fit_progress(self, epoch: int, epochs: int, steps: int, seconds: float) -> None:

@@ -19,7 +19,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 
-from prefwrap.callback import PreferenceCallback
+from prefwrap.callback import PreferenceCallback, refit_text
 from prefwrap.cli.report import accuracy_text
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class CliPreferenceCallback(PreferenceCallback):
         if self.print_refits:
             print(
                 f"[prefwrap] step {self.num_timesteps:,}: {self.learner.n_labels} labels, val acc "
-                f"{accuracy_text(report.validation_accuracy, n_pairs)}, refit {report.seconds:.2f}s"
+                f"{accuracy_text(report.validation_accuracy, n_pairs)}, {refit_text(report)}"
             )
 
 
