@@ -33,26 +33,20 @@ def test_the_normalisation_reads_a_bounded_spread_of_the_newest_steps(
     refitting = RewardRefitting(
         reward, buffer, dataset, fitter, fit_epochs=1, initial_fit_epochs=1, normalization_segments=2000
     )
-    refreshed, rows_read = [], []
-    refresh, observations_of = reward.refresh, buffer.observations_of
+    refreshed = []
+    refresh = reward.refresh
     monkeypatch.setattr(
         reward,
         "refresh",
         lambda obs, act, **kw: (refreshed.append(obs[:, 0].copy()), refresh(obs, act, **kw)),
-    )
-    monkeypatch.setattr(
-        buffer, "observations_of", lambda rows: (rows_read.append(len(rows)), observations_of(rows))[1]
     )
     refitting.labels_since_fit = len(dataset)
     refitting.refit()
     (seen,) = refreshed
     newest = np.arange(n_steps - 2000 * HORIZON, n_steps, dtype=np.float32)  # 2,000 segments' steps
     assert len(seen) == NORMALIZATION_MAX_STEPS and len(np.unique(seen)) == len(seen)
-    # whole segments, evenly spread over the newest 2,000, and only those are read
-    segments = np.unique(seen // HORIZON)
-    assert rows_read == [-(-NORMALIZATION_MAX_STEPS // HORIZON)] and len(segments) == rows_read[0]
-    assert segments[0] == newest[0] // HORIZON and segments[-1] == newest[-1] // HORIZON
-    assert np.diff(segments).max() <= -(-2000 // rows_read[0]) + 1
+    assert seen.min() == newest[0] and seen.max() == newest[-1]  # spread over all of them
+    assert np.diff(seen).max() <= 3  # evenly: 20,000 steps read 8,192 apart by at most 3
     assert reward.fitted and np.isfinite(reward.statistics.var)
 
 
@@ -71,8 +65,17 @@ def test_image_observations_normalise_on_fewer_steps(monkeypatch: pytest.MonkeyP
         "refresh",
         lambda obs, act, **kw: (refreshed.append(len(obs)), refresh(obs, act, **kw)),
     )
+    rows_read = []
+    observations_of = wrapper.segments.observations_of
+    monkeypatch.setattr(
+        wrapper.segments,
+        "observations_of",
+        lambda rows: (rows_read.append(len(rows)), observations_of(rows))[1],
+    )
     learner.collect_labels(4800, 4800)
+    rows_read.clear()  # query selection read its candidates
     learner.refit()
+    assert rows_read == [-(-NORMALIZATION_MAX_IMAGE_STEPS // 6)]  # only the segments needed are rebuilt
     # 342 segments, some cut short by episode ends (FlickerEnv's episodes last 3 to 30 steps)
     (n_steps,) = refreshed
     assert NORMALIZATION_MAX_IMAGE_STEPS / 2 < n_steps <= NORMALIZATION_MAX_IMAGE_STEPS

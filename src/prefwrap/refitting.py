@@ -17,13 +17,13 @@ from prefwrap.segment_buffer import SegmentBuffer
 __all__ = ["NORMALIZATION_MAX_IMAGE_STEPS", "NORMALIZATION_MAX_STEPS", "RewardRefitting"]
 
 NORMALIZATION_MAX_STEPS = 8192
-"""The normalisation after a fit reads at most this many of the newest segments' steps, from segments
-evenly spread over them: a mean and a standard deviation need no more (their sampling error is ~1 %
-of the std), and scoring all 60,000 steps of 2,000 segments took ~3 % of a HalfCheetah run's wall
-clock, on its critical path."""
+"""The normalisation after a fit reads at most this many of the newest segments' steps, evenly spread:
+a mean and a standard deviation need no more (their sampling error is ~1 % of the std), and scoring
+all 60,000 steps of 2,000 segments took ~3 % of a HalfCheetah run's wall clock, on its critical path."""
 NORMALIZATION_MAX_IMAGE_STEPS = 2048
-"""The same bound for image observations (sampling error ~2 % of the std): on a CPU, rebuilding 8,192
-frame stacks and scoring them with the CNN took ~4 s per install on Breakout, on the critical path."""
+"""The bound for image observations, read as the steps of segments evenly spread over the newest
+(sampling error ~2 % of the std): on a CPU, rebuilding the frame stacks of 2,000 segments to keep
+8,192 steps and scoring those with the CNN took ~4 s per install on Breakout, on the critical path."""
 
 
 class RewardRefitting:
@@ -33,8 +33,8 @@ class RewardRefitting:
     (:meth:`start`) leaves the installed reward, which the agent, query selection and diagnostics
     use, untouched until :meth:`finish` (``docs/concepts.md#background-refits``). Installing copies
     the weights and refreshes the reward normalisation on the newest recorded steps (at most
-    :data:`NORMALIZATION_MAX_STEPS` of them, :data:`NORMALIZATION_MAX_IMAGE_STEPS` for images, from
-    segments evenly spread).
+    :data:`NORMALIZATION_MAX_STEPS` of them evenly spread, or the steps of segments evenly spread,
+    :data:`NORMALIZATION_MAX_IMAGE_STEPS` at most, for images).
 
     Args:
         reward: The wrapper's learned reward (the installed weights).
@@ -123,7 +123,9 @@ class RewardRefitting:
         self.last_fit = report
         images = self.reward.encoder.image_observations
         max_steps = NORMALIZATION_MAX_IMAGE_STEPS if images else NORMALIZATION_MAX_STEPS
-        spread = -(-max_steps // self.segments.segment_length)  # segments enough for max_steps
+        # an image buffer rebuilds the frame stacks of every segment it reads: read only enough
+        # segments, evenly spread; flat features are cheap to read, and all steps spread wider
+        spread = -(-max_steps // self.segments.segment_length) if images else None
         steps = self.segments.valid_steps(self.normalization_segments, spread=spread)
         observations, actions = steps if len(steps[1]) else self.dataset.valid_steps()
         if len(actions) > max_steps:
