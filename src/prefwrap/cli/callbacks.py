@@ -17,7 +17,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import EvalCallback, ProgressBarCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
+from stable_baselines3.common.vec_env import VecTransposeImage
 
 from prefwrap.callback import PreferenceCallback, refit_text
 from prefwrap.cli.report import accuracy_text
@@ -121,7 +123,8 @@ def make_eval_callback(
     entries up to ``start_step`` kept), ``best_model.zip`` and ``eval/mean_reward`` in the logs.
 
     The evaluation stack mirrors the training one (a preference wrapper that never queries, a frozen
-    ``VecNormalize`` that SB3 syncs), so SB3 can copy the normaliser's statistics across.
+    ``VecNormalize`` that SB3 syncs, ``VecTransposeImage`` for channel-last images as SB3 adds to the
+    training one), so SB3 can copy the normaliser's statistics across.
     """
     from prefwrap.cli.envs import make_base_env, with_normalizer
     from prefwrap.wrapper import PreferenceRewardWrapper
@@ -134,6 +137,12 @@ def make_eval_callback(
         base, reward_model=wrapper.learned_reward, segment_length=wrapper.segment_length, buffer_size=64
     )
     eval_env = with_normalizer(eval_wrapper, setup.params, None, training=False)
+    if is_image_space(eval_env.observation_space) and not is_image_space_channels_first(
+        eval_env.observation_space  # type: ignore[arg-type]
+    ):
+        # SB3 puts the training stack of channel-last images under VecTransposeImage; mirror it, or
+        # EvalCallback warns that the stacks differ and syncs their layers out of step
+        eval_env = VecTransposeImage(eval_env)
     callback = EvalCallback(
         eval_env,
         n_eval_episodes=config.eval_episodes,
