@@ -74,7 +74,8 @@ class PreferenceCallback(BaseCallback):
             repeats exactly); ``False`` trains on with the installed reward and installs the fit at
             the first rollout end after it is done (the paper's asynchronous reward training).
             ``None`` (default): wait for MLP rewards, not for CNN rewards, whose fits on a CPU take
-            longer than many rollouts (``docs/concepts.md#background-refits``).
+            longer than many rollouts (``docs/concepts.md#background-refits``). The first fit is
+            always waited for, so the agent never trains on the unfitted reward past ``fit_lag``.
         **learner_kwargs: Passed to :class:`~prefwrap.learner.PreferenceLearner` (schedule, selection,
             query_batch_size, max_pending, fit_epochs, seed, demo_weight, demo_pairs_per_round, ...).
 
@@ -210,7 +211,10 @@ class PreferenceCallback(BaseCallback):
         learner = self.learner
         started = learner.refitting.started_at
         if started is not None and self.num_timesteps >= started + self._fit_lag:
-            self._installed(learner.refitting.finish(wait=self.wait_for_fit))
+            # the first fit is always waited for: the agent must not train on the unfitted (zero)
+            # reward for as long as a CNN's pretraining takes
+            wait = self.wait_for_fit or not self.wrapper.learned_reward.fitted
+            self._installed(learner.refitting.finish(wait=wait))
         round_ = learner.collect_labels(self.num_timesteps, self._total_timesteps)
         self._tell_the_labelers(round_.asked)
         if self.synchronous:
