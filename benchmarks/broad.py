@@ -199,35 +199,47 @@ def task_set(tasks: list[str]) -> str:
     return "classic" if all(classic) else "mujoco" if not any(classic) else "all"
 
 
-def plot_curves(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
-    """One figure per setting: a panel per task, mean true return of each arm over training steps."""
+def curve_figure(results: list[dict[str, Any]], tasks: list[str], setting: str) -> Any:
+    """A matplotlib figure for one setting: a panel per task, mean true return of each arm over
+    training steps, one colour per arm in every panel and one legend of every arm shown."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(tasks))
+    rows = -(-len(tasks) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    for axis, task in zip(axes.flat, tasks, strict=False):
+        for arm in ARMS:
+            curves = [r["curve"] for r in results if r["arm"] == f"{task}/{setting}/{arm}" and r.get("curve")]
+            if curves:
+                length = min(len(c) for c in curves)
+                steps = [point[0] for point in curves[0][:length]]
+                mean = np.mean([[p[1] for p in c[:length]] for c in curves], axis=0)
+                # one colour per arm in every panel, whichever arms a panel has
+                axis.plot(steps, mean, label=arm, color=f"C{ARMS.index(arm)}")
+        axis.set_title(task, fontsize=9)
+        axis.set_xlabel("env steps", fontsize=8)
+    axes.flat[0].set_ylabel("true return (deterministic eval)")
+    # one legend for the figure, of every arm any panel shows (the blind arm ran on a few tasks only)
+    labelled = {label: line for axis in axes.flat for line, label in zip(*axis.get_legend_handles_labels())}
+    shown = [arm for arm in ARMS if arm in labelled]
+    figure.legend([labelled[arm] for arm in shown], shown, loc="lower right", fontsize=8)
+    for axis in list(axes.flat)[len(tasks) :]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    return figure
+
+
+def plot_curves(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """One figure per setting (:func:`curve_figure`), saved under docs/img; returns their paths."""
     import matplotlib.pyplot as plt
     from harness import IMAGE_DIR
 
     paths = []
     for setting in args.settings:
-        columns = min(4, len(args.tasks))
-        rows = -(-len(args.tasks) // columns)
-        figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
-        for axis, task in zip(axes.flat, args.tasks, strict=False):
-            for arm in ARMS:
-                curves = [
-                    r["curve"] for r in results if r["arm"] == f"{task}/{setting}/{arm}" and r.get("curve")
-                ]
-                if curves:
-                    length = min(len(c) for c in curves)
-                    steps = [point[0] for point in curves[0][:length]]
-                    axis.plot(steps, np.mean([[p[1] for p in c[:length]] for c in curves], axis=0), label=arm)
-            axis.set_title(task, fontsize=9)
-            axis.set_xlabel("env steps", fontsize=8)
-        axes.flat[0].set_ylabel("true return (deterministic eval)")
-        axes.flat[0].legend(fontsize=8)
-        for axis in list(axes.flat)[len(args.tasks) :]:
-            axis.set_visible(False)
-        figure.tight_layout()
+        figure = curve_figure(results, args.tasks, setting)
         # a run into its own results file keeps its own figures too
         stem = f"-{Path(args.results).stem}" if args.results else "-paper" if args.paper else ""
         path = IMAGE_DIR / f"broad-{setting}-{task_set(args.tasks)}{stem}.png"

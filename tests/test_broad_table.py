@@ -84,3 +84,18 @@ def test_the_blind_score_is_read_beside_the_zero_score(monkeypatch: pytest.Monke
     header, _, row = ([cell.strip() for cell in line.strip()[1:-1].split("|")] for line in table.splitlines())
     cells = dict(zip(header, row, strict=True))
     assert (cells["zero score"], cells["blind score"]) == ("0.40", "0.60")
+
+
+def test_the_curve_figure_keeps_each_arm_s_colour_and_shows_every_arm_in_its_legend() -> None:
+    def curve(task: str, arm: str) -> dict[str, Any]:
+        return {"arm": f"{task}/sb3/{arm}", "seed": 0, "return": 1.0, "curve": [(0, 0.0), (1000, 1.0)]}
+
+    # the blind arm ran on the second task only, the coin-flip arm on the first only
+    results = [curve("Ant", arm) for arm in ("true", "rlhf", "coinflip")]
+    results += [curve("Hopper", arm) for arm in ("true", "rlhf", "blind")]
+    figure = broad.curve_figure(results, ["Ant", "Hopper"], "sb3")
+    ant, hopper = figure.axes[:2]
+    colours = [{line.get_label(): line.get_color() for line in axis.lines} for axis in (ant, hopper)]
+    assert colours[0]["rlhf"] == colours[1]["rlhf"] and colours[0]["true"] == colours[1]["true"]
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["true", "rlhf", "coinflip", "blind"]
