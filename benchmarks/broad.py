@@ -223,7 +223,11 @@ def curve_figure(results: list[dict[str, Any]], tasks: list[str], setting: str) 
         axis.set_xlabel("env steps", fontsize=8)
     axes.flat[0].set_ylabel("true return (deterministic eval)")
     # one legend for the figure, of every arm any panel shows (the blind arm ran on a few tasks only)
-    labelled = {label: line for axis in axes.flat for line, label in zip(*axis.get_legend_handles_labels())}
+    labelled = {
+        label: line
+        for axis in axes.flat
+        for line, label in zip(*axis.get_legend_handles_labels(), strict=True)
+    }
     shown = [arm for arm in ARMS if arm in labelled]
     figure.legend([labelled[arm] for arm in shown], shown, loc="lower right", fontsize=8)
     for axis in list(axes.flat)[len(tasks) :]:
