@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
 import torch
 
 from prefwrap.reward.background import BackgroundFit
 from prefwrap.reward.dataset import LabelTensors, PreferenceDataset
 from prefwrap.reward.fitting import FitReport, RewardFitter
 from prefwrap.reward.learned import LearnedReward
-from prefwrap.segment_buffer import SegmentBuffer
+from prefwrap.segment_buffer import SegmentBuffer, evenly_spread
 
 __all__ = ["NORMALIZATION_MAX_IMAGE_STEPS", "NORMALIZATION_MAX_STEPS", "RewardRefitting"]
 
@@ -129,7 +128,7 @@ class RewardRefitting:
         steps = self.segments.valid_steps(self.normalization_segments, spread=spread)
         observations, actions = steps if len(steps[1]) else self.dataset.valid_steps()
         if len(actions) > max_steps:
-            chosen = np.linspace(0, len(actions) - 1, max_steps).round().astype(np.int64)
+            chosen = evenly_spread(len(actions), max_steps)
             observations, actions = observations[chosen], actions[chosen]
         self.reward.refresh(
             observations,

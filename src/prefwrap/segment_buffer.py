@@ -16,6 +16,11 @@ import numpy as np
 from prefwrap.records import Segment
 
 
+def evenly_spread(count: int, chosen: int) -> np.ndarray:
+    """``chosen`` int64 indices into ``range(count)``, evenly spread from the first to the last."""
+    return np.linspace(0, count - 1, chosen).round().astype(np.int64)
+
+
 def valid_step_mask(lengths: np.ndarray, horizon: int) -> np.ndarray:
     """``(..., horizon)`` bool mask of the valid steps of segments with the given ``lengths`` ``(...)``.
 
@@ -239,7 +244,7 @@ class SegmentBuffer:
         those are read: an image buffer rebuilds each segment's frame stacks)."""
         rows = self.newest_rows(max_segments)
         if spread is not None and len(rows) > spread:
-            rows = rows[np.linspace(0, len(rows) - 1, spread).round().astype(np.int64)]
+            rows = rows[evenly_spread(len(rows), spread)]
         mask = valid_step_mask(self.lengths[rows], self.segment_length)
         return self.observations_of(rows)[mask], self.actions[rows][mask]
 
